@@ -1,0 +1,6 @@
+"""difusi: adapt LLaDA masked-diffusion language models to Bahasa Indonesia."""
+
+from difusi.model import LLaDAConfig, LLaDAModelLM
+
+__version__ = "0.1.0"
+__all__ = ["LLaDAConfig", "LLaDAModelLM", "__version__"]

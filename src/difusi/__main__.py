@@ -1,0 +1,5 @@
+import sys
+
+from difusi.cli import main
+
+sys.exit(main())

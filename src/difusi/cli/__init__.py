@@ -1,0 +1,45 @@
+"""`difusi` command line: each subcommand lives in its own module with `register(subparsers)`.
+
+The CLI only parses options and calls library functions; nothing here a Python user cannot call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from difusi import __version__
+from difusi.errors import DifusiError
+
+# Explicit list: one module of difusi.cli per subcommand, in the order the pipeline runs.
+COMMANDS = ["info"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="difusi", description="Adapt LLaDA masked-diffusion models to Bahasa Indonesia."
+    )
+    parser.add_argument("--version", action="version", version=f"difusi {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"difusi.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (DifusiError, FileNotFoundError, ValueError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"difusi {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"difusi {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

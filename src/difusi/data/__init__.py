@@ -1,0 +1,1 @@
+"""Data preparation: Cendol loading, filtering, sampling, clustering, chat formatting."""

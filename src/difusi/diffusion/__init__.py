@@ -1,0 +1,1 @@
+"""Masked diffusion: forward process and losses, samplers, likelihood."""

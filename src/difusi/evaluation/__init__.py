@@ -1,0 +1,1 @@
+"""Evaluation metrics, method-comparison reports and benchmarks."""

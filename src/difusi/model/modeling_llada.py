@@ -1,0 +1,228 @@
+"""Native LLaDA: a bidirectional Llama-style mask predictor whose module tree matches the official
+checkpoints name for name, so `from_pretrained` loads them with no remote code."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import MaskedLMOutput
+
+from difusi.model.configuration_llada import LLaDAConfig
+
+
+class LLaDARMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in float32, cast back, then scale: the reference order, which matters in bf16.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rotary_cos_sin(seq_len: int, head_dim: int, theta: float, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """float32 cos and sin tables [T, head_dim] for positions 0..T-1 (half-split layout)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float) / head_dim))
+    freqs = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float), inv_freq)
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, full_precision: bool):
+    """Rotate queries or keys [B, nh, T, hd]; in float32 when full_precision, as the reference does."""
+    dtype = x.dtype
+    if full_precision:
+        x = x.float()
+    return (x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)).to(dtype)
+
+
+class LLaDABlock(GradientCheckpointingLayer):
+    """Pre-norm block: bidirectional attention then a SwiGLU MLP, each added to the residual."""
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__()
+        self.config = config
+        d, kv = config.d_model, config.num_key_value_heads * config.head_dim
+        self.attn_norm = LLaDARMSNorm(d, config.rms_norm_eps)
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, kv, bias=False)
+        self.v_proj = nn.Linear(d, kv, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.ff_norm = LLaDARMSNorm(d, config.rms_norm_eps)
+        self.ff_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)  # gate: SiLU applies here
+        self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)
+        self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=False)
+
+    def attention(self, x, cos, sin, attn_bias):
+        cfg = self.config
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_proj(x).view(B, T, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
+        q = apply_rotary_pos_emb(q, cos, sin, cfg.rope_full_precision)
+        k = apply_rotary_pos_emb(k, cos, sin, cfg.rope_full_precision)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_bias,
+            is_causal=cfg.causal and attn_bias is None,
+            scale=1.0 / math.sqrt(cfg.head_dim),
+            enable_gqa=cfg.num_key_value_heads != cfg.n_heads,
+        )
+        return self.attn_out(y.transpose(1, 2).reshape(B, T, cfg.d_model))
+
+    def forward(self, x, cos, sin, attn_bias=None):
+        x = x + self.attention(self.attn_norm(x), cos, sin, attn_bias)
+        h = self.ff_norm(x)
+        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+
+
+class LLaDAModel(nn.Module):
+    """The official `model.transformer` tree: wte, blocks, ln_f and the (untied) ff_out head."""
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__()
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.padded_vocab_size, config.d_model),
+                blocks=nn.ModuleList(LLaDABlock(config) for _ in range(config.n_layers)),
+                ln_f=LLaDARMSNorm(config.d_model, config.rms_norm_eps),
+                ff_out=nn.Linear(config.d_model, config.padded_vocab_size, bias=False),
+            )
+        )
+
+
+def attention_bias(attention_mask: torch.Tensor | None, dtype: torch.dtype, causal: bool) -> torch.Tensor | None:
+    """Additive SDPA mask [B, 1, T, T] or [B, 1, 1, T] hiding padded keys (None when nothing is hidden)."""
+    if attention_mask is None or (not causal and bool(attention_mask.all())):
+        return None
+    # A large finite negative (not -inf) keeps all-padding rows finite, as the reference does.
+    keep = attention_mask.bool()[:, None, None, :]
+    if causal:
+        T = attention_mask.shape[-1]
+        keep = keep & torch.ones(T, T, dtype=torch.bool, device=keep.device).tril()
+    bias = torch.zeros(keep.shape, dtype=dtype, device=attention_mask.device)
+    return bias.masked_fill(~keep, torch.finfo(dtype).min)
+
+
+class LLaDAModelLM(PreTrainedModel):
+    """LLaDA mask predictor: `forward(input_ids, attention_mask=None).logits` is [B, T, V]."""
+
+    config_class = LLaDAConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LLaDABlock"]
+    _supports_sdpa = True
+
+    def __init__(self, config: LLaDAConfig):
+        config.validate_supported()
+        super().__init__(config)
+        self.model = LLaDAModel(config)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.init_std
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, LLaDARMSNorm):
+            nn.init.ones_(module.weight)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.transformer.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.transformer.wte = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.model.transformer.ff_out
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.model.transformer.ff_out = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        transformer = self.model.transformer
+        x = transformer.wte(input_ids)  # (B, T, d)
+        cos, sin = rotary_cos_sin(input_ids.shape[1], self.config.head_dim, self.config.rope_theta, x.device)
+        bias = attention_bias(attention_mask, x.dtype, self.config.causal)
+        hidden_states = [x] if output_hidden_states else None
+        for block in transformer.blocks:
+            x = block(x, cos, sin, bias)
+            if output_hidden_states:
+                hidden_states.append(x)
+        logits = transformer.ff_out(transformer.ln_f(x))  # (B, T, V)
+        if self.config.scale_logits:
+            logits = logits * (1.0 / math.sqrt(self.config.d_model))
+        return MaskedLMOutput(logits=logits, hidden_states=tuple(hidden_states) if hidden_states else None)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load an official-layout checkpoint (local directory or hub id); refuses incomplete ones.
+
+        Unlike the transformers default, a missing or unexpected tensor is an error, not a warning.
+        """
+        path = Path(pretrained_model_name_or_path)
+        if path.is_dir():
+            check_checkpoint_dir(path)
+        elif path.exists() or str(pretrained_model_name_or_path).startswith((".", "/")):
+            raise FileNotFoundError(f"checkpoint {path} is not a directory; pass a LLaDA checkpoint directory")
+        want_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
+        except OSError as error:
+            raise OSError(
+                f"could not load LLaDA checkpoint {pretrained_model_name_or_path!r}: {error}".splitlines()[0]
+            ) from error
+        if info.get("mismatched_keys"):
+            name, *_ = info["mismatched_keys"][0]
+            raise ValueError(f"checkpoint tensor {name} has the wrong shape for this LLaDA config")
+        for kind in ("missing_keys", "unexpected_keys"):
+            if info.get(kind):
+                names = sorted(info[kind])
+                raise ValueError(
+                    f"checkpoint {pretrained_model_name_or_path} has {kind.replace('_', ' ')}: "
+                    f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                )
+        return (model, info) if want_info else model
+
+
+def check_checkpoint_dir(path: Path) -> None:
+    """Fail with one clear line if a local checkpoint directory is not a loadable LLaDA checkpoint."""
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"no config.json in {path}; point at a LLaDA checkpoint directory")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type != LLaDAConfig.model_type:
+        raise ValueError(f"{config_file} has model_type {model_type!r}; expected 'llada'")
+    index_file = path / "model.safetensors.index.json"
+    if index_file.is_file():
+        shards = sorted(set(json.loads(index_file.read_text())["weight_map"].values()))
+        missing = [s for s in shards if not (path / s).is_file()]
+        if missing:
+            raise FileNotFoundError(f"shard {missing[0]} listed in {index_file.name} is missing from {path}")
+    elif not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {path}")

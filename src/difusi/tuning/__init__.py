@@ -1,0 +1,1 @@
+"""Parameter-efficient fine-tuning (LoRA, LoRA+, PiSSA) and pretraining with the diffusion loss."""
