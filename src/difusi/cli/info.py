@@ -20,4 +20,6 @@ def run(args: argparse.Namespace) -> None:
     cfg = model.config
     print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters")
     print(f"  d_model {cfg.d_model}  layers {cfg.n_layers}  heads {cfg.n_heads}  mlp {cfg.mlp_hidden_size}")
-    print(f"  vocab {cfg.vocab_size}  mask {cfg.mask_token_id}  eos {cfg.eos_token_id}  pad {cfg.pad_token_id}")
+    print(
+        f"  vocab {cfg.vocab_size}  mask {cfg.mask_token_id}  eos {cfg.eos_token_id}  pad {cfg.pad_token_id}"
+    )

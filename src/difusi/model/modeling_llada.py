@@ -30,7 +30,9 @@ class LLaDARMSNorm(nn.Module):
         return self.weight * xf.to(x.dtype)
 
 
-def rotary_cos_sin(seq_len: int, head_dim: int, theta: float, device: torch.device) -> tuple[torch.Tensor, ...]:
+def rotary_cos_sin(
+    seq_len: int, head_dim: int, theta: float, device: torch.device
+) -> tuple[torch.Tensor, ...]:
     """float32 cos and sin tables [T, head_dim] for positions 0..T-1 (half-split layout)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float) / head_dim))
     freqs = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float), inv_freq)
@@ -108,7 +110,9 @@ class LLaDAModel(nn.Module):
         )
 
 
-def attention_bias(attention_mask: torch.Tensor | None, dtype: torch.dtype, causal: bool) -> torch.Tensor | None:
+def attention_bias(
+    attention_mask: torch.Tensor | None, dtype: torch.dtype, causal: bool
+) -> torch.Tensor | None:
     """Additive SDPA mask [B, 1, T, T] or [B, 1, 1, T] hiding padded keys (None when nothing is hidden)."""
     if attention_mask is None or (not causal and bool(attention_mask.all())):
         return None
@@ -187,7 +191,9 @@ class LLaDAModelLM(PreTrainedModel):
         if path.is_dir():
             check_checkpoint_dir(path)
         elif path.exists() or str(pretrained_model_name_or_path).startswith((".", "/")):
-            raise FileNotFoundError(f"checkpoint {path} is not a directory; pass a LLaDA checkpoint directory")
+            raise FileNotFoundError(
+                f"checkpoint {path} is not a directory; pass a LLaDA checkpoint directory"
+            )
         want_info = kwargs.pop("output_loading_info", False)
         try:
             model, info = super().from_pretrained(
