@@ -1,0 +1,138 @@
+"""LLaDA tokenizers: load one from a checkpoint, resolve its special ids, or train a small Indonesian one.
+
+The project tokenizer is for offline work and tiny models: byte-level BPE trained on real Indonesian
+news text, carrying LLaDA's special tokens by name (at the top of the vocabulary, as in LLaDA) and
+the LLaDA-Instruct chat template, so code written against it runs unchanged on the real tokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from difusi.errors import DifusiError
+
+BOS_TOKEN = "<|startoftext|>"
+EOS_TOKEN = "<|endoftext|>"
+MASK_TOKEN = "<|mdm_mask|>"
+START_HEADER_TOKEN = "<|start_header_id|>"
+END_HEADER_TOKEN = "<|end_header_id|>"
+EOT_TOKEN = "<|eot_id|>"
+SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, MASK_TOKEN, START_HEADER_TOKEN, END_HEADER_TOKEN, EOT_TOKEN)
+
+# The LLaDA-Instruct template: Llama-3 layout, BOS before the first turn, message content trimmed,
+# no system/date block, and the assistant header appended unconditionally (add_generation_prompt
+# is ignored, as in the official tokenizer_config.json).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first %}{{ bos_token }}{% endif %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim"
+    " + '<|eot_id|>' }}"
+    "{% endfor %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+)
+
+
+@dataclass(frozen=True)
+class SpecialTokenIds:
+    """The ids LLaDA code needs, resolved from a tokenizer (and a model config when given)."""
+
+    bos: int
+    eos: int
+    pad: int
+    mask: int
+    eot: int
+    start_header: int
+    end_header: int
+
+
+def load_tokenizer(path_or_hub_id: str) -> PreTrainedTokenizerBase:
+    """Load a LLaDA tokenizer (checkpoint directory or hub id) with AutoTokenizer, no remote code."""
+    try:
+        return AutoTokenizer.from_pretrained(str(path_or_hub_id))
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DifusiError(
+            f"could not load a tokenizer from {path_or_hub_id!r} ({reason}); "
+            "pass a checkpoint directory holding tokenizer.json / tokenizer_config.json"
+        ) from error
+
+
+def _token_id(vocab: dict[str, int], token: str, what: str) -> int:
+    if token not in vocab:
+        raise DifusiError(
+            f"tokenizer has no {token} ({what}) token; use a LLaDA-Instruct or difusi-built tokenizer"
+        )
+    return vocab[token]
+
+
+def _agree(name: str, from_config: int | None, from_tokenizer: int) -> int:
+    if from_config is not None and from_config != from_tokenizer:
+        raise DifusiError(
+            f"model config {name}_token_id is {from_config} but the tokenizer's {name} token is "
+            f"{from_tokenizer}; load the tokenizer saved with this checkpoint"
+        )
+    return from_tokenizer
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerBase, config=None) -> SpecialTokenIds:
+    """Resolve bos/eos/pad/mask/eot/header ids by token name; a given model config must agree.
+
+    EOS and pad are both `<|endoftext|>` in LLaDA (padding is EOS and is trained on), so pad falls
+    back to EOS when neither the tokenizer nor the config names one.
+    """
+    vocab = tokenizer.get_vocab()
+    eos = _token_id(vocab, tokenizer.eos_token or EOS_TOKEN, "end of text")
+    pad = vocab.get(tokenizer.pad_token, eos) if tokenizer.pad_token else eos
+    ids = SpecialTokenIds(
+        bos=_token_id(vocab, tokenizer.bos_token or BOS_TOKEN, "beginning of text"),
+        eos=_agree("eos", getattr(config, "eos_token_id", None), eos),
+        pad=_agree("pad", getattr(config, "pad_token_id", None), pad),
+        mask=_agree("mask", getattr(config, "mask_token_id", None), _token_id(vocab, MASK_TOKEN, "mask")),
+        eot=_token_id(vocab, EOT_TOKEN, "end of turn"),
+        start_header=_token_id(vocab, START_HEADER_TOKEN, "header start"),
+        end_header=_token_id(vocab, END_HEADER_TOKEN, "header end"),
+    )
+    return ids
+
+
+def train_indonesian_tokenizer(
+    vocab_size: int, sentences: Sequence[str] | None = None
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer of exactly `vocab_size` ids on Indonesian text.
+
+    `sentences` defaults to the offline news corpus. The six LLaDA special tokens take the top ids,
+    as in LLaDA. Training is deterministic: the same text and size give the same vocab and merges.
+    """
+    if vocab_size < 256 + len(SPECIAL_TOKENS) + 1:
+        raise DifusiError(
+            f"vocab_size {vocab_size} is too small for byte-level BPE; use at least {256 + len(SPECIAL_TOKENS) + 1}"
+        )
+    if sentences is None:
+        from difusi.data.corpus import indonesian_sentences
+
+        sentences = indonesian_sentences()
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(sentences, trainer=trainer)
+    backend.add_special_tokens(list(SPECIAL_TOKENS))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=EOS_TOKEN,
+        mask_token=MASK_TOKEN,
+        additional_special_tokens=[START_HEADER_TOKEN, END_HEADER_TOKEN, EOT_TOKEN],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=4096,
+    )
+    return tokenizer

@@ -1,0 +1,29 @@
+"""Shared fixtures: one tiny random LLaDA checkpoint (project tokenizer included), built once per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from difusi import LLaDAModelLM
+from difusi.model.presets import build_checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a `tiny` preset checkpoint, seed 0: config, safetensors, tokenizer, generation config."""
+    return build_checkpoint("tiny", tmp_path_factory.mktemp("checkpoints") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_checkpoint: Path):
+    """The tiny checkpoint's tokenizer (byte-level BPE, 512 ids, LLaDA special tokens and chat template)."""
+    return AutoTokenizer.from_pretrained(tiny_checkpoint)
+
+
+@pytest.fixture
+def tiny_model(tiny_checkpoint: Path) -> LLaDAModelLM:
+    """A fresh fp32 copy of the tiny model in eval mode (function scope: tests may train it)."""
+    return LLaDAModelLM.from_pretrained(tiny_checkpoint).eval()
