@@ -1,0 +1,162 @@
+"""Corpus metrics over test rows, and bootstrap confidence intervals for them.
+
+A row is one generations.jsonl record: `reference` and `generation` strings, `answer_tokens` (the
+generated answer's length in model tokens) and, when scored, `nelbo` / `reference_tokens` (the
+reference answer's summed negative ELBO and its token count). Every metric is computed from per-row
+sufficient statistics summed over rows (n-gram matches for chrF++ and BLEU, value and count for the
+means), so a bootstrap resample only re-weights rows and never re-tokenises text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rouge_score import rouge_scorer
+from sacrebleu.metrics import BLEU, CHRF
+
+from difusi.errors import DifusiError
+
+Row = Mapping[str, object]
+
+# chrF++ is chrF with word unigrams and bigrams added (word_order=2), the variant MT papers report.
+_CHRF_PP = CHRF(word_order=2)
+_BLEU = BLEU()
+
+
+@dataclass(frozen=True)
+class CorpusMetric:
+    """A corpus-level metric: per-row statistics [n_rows, k], summed, then turned into one score."""
+
+    name: str
+    statistics: Callable[[Sequence[Row]], np.ndarray]
+    from_statistics: Callable[[np.ndarray], float]
+
+    def __call__(self, rows: Sequence[Row]) -> float:
+        if not rows:
+            raise DifusiError(f"cannot compute {self.name} over zero rows; pass at least one test row")
+        return self.from_statistics(self.statistics(rows).sum(axis=0))
+
+
+@dataclass(frozen=True)
+class ConfidenceInterval:
+    """A point estimate with a percentile-bootstrap interval [low, high]."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+def _sacrebleu_metric(name: str, metric: BLEU | CHRF) -> CorpusMetric:
+    # sacrebleu splits corpus scoring into per-segment statistics and a score from their sum, for
+    # exactly this use (its own paired bootstrap works the same way); summing them reproduces
+    # corpus_score() to the last digit.
+    def statistics(rows: Sequence[Row]) -> np.ndarray:
+        hypotheses = [str(row["generation"]) for row in rows]
+        references = [[str(row["reference"]) for row in rows]]
+        return np.asarray(metric._extract_corpus_statistics(hypotheses, references), dtype=np.float64)
+
+    return CorpusMetric(
+        name, statistics, lambda summed: float(metric._compute_score_from_stats(summed).score)
+    )
+
+
+def _mean_metric(name: str, value: Callable[[Row], float], scale: float = 1.0) -> CorpusMetric:
+    def statistics(rows: Sequence[Row]) -> np.ndarray:
+        return np.asarray([[value(row), 1.0] for row in rows], dtype=np.float64)
+
+    return CorpusMetric(name, statistics, lambda summed: float(scale * summed[0] / summed[1]))
+
+
+def _ratio_metric(name: str, numerator: str, denominator: str) -> CorpusMetric:
+    def statistics(rows: Sequence[Row]) -> np.ndarray:
+        return np.asarray([[row[numerator], row[denominator]] for row in rows], dtype=np.float64)
+
+    return CorpusMetric(name, statistics, lambda summed: float(summed[0] / summed[1]))
+
+
+def normalize_answer(text: str) -> str:
+    """Exact-match normal form: NFKC, case-folded, punctuation removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
+    return " ".join(text.split())
+
+
+class WordTokenizer:
+    """ROUGE tokenizer keeping every Unicode letter and digit run (rouge-score's default drops non-ASCII)."""
+
+    _word = re.compile(r"[^\W_]+")
+
+    def tokenize(self, text: str) -> list[str]:
+        return self._word.findall(text.casefold())
+
+
+_ROUGE_L = rouge_scorer.RougeScorer(["rougeL"], tokenizer=WordTokenizer())
+
+
+def rouge_l(reference: str, generation: str) -> float:
+    """Sentence ROUGE-L F-measure in [0, 1] (longest common subsequence of words)."""
+    return _ROUGE_L.score(reference, generation)["rougeL"].fmeasure
+
+
+def exact_match(reference: str, generation: str) -> bool:
+    """True when the two answers are equal after `normalize_answer`."""
+    return normalize_answer(reference) == normalize_answer(generation)
+
+
+def is_empty(generation: str) -> bool:
+    """True for an answer that is empty or whitespace once decoded up to EOS / end of turn."""
+    return not generation.strip()
+
+
+# Scores in metrics.json: chrF++, BLEU, ROUGE-L, exact match and the empty rate on a 0-100 scale;
+# answer length in model tokens; negative ELBO in nats per reference token.
+CHRF_PP = _sacrebleu_metric("chrf_pp", _CHRF_PP)
+BLEU_SCORE = _sacrebleu_metric("bleu", _BLEU)
+ROUGE_L = _mean_metric("rouge_l", lambda row: rouge_l(str(row["reference"]), str(row["generation"])), 100.0)
+EXACT_MATCH = _mean_metric(
+    "exact_match", lambda row: exact_match(str(row["reference"]), str(row["generation"])), 100.0
+)
+MEAN_ANSWER_TOKENS = _mean_metric("mean_answer_tokens", lambda row: float(row["answer_tokens"]))
+EMPTY_RATE = _mean_metric("empty_rate", lambda row: is_empty(str(row["generation"])), 100.0)
+NELBO_PER_TOKEN = _ratio_metric("nelbo_per_token", "nelbo", "reference_tokens")
+
+GENERATION_METRICS = (CHRF_PP, BLEU_SCORE, ROUGE_L, EXACT_MATCH, MEAN_ANSWER_TOKENS, EMPTY_RATE)
+ALL_METRICS = (*GENERATION_METRICS, NELBO_PER_TOKEN)
+METRICS_BY_NAME = {metric.name: metric for metric in ALL_METRICS}
+
+
+def score_rows(rows: Sequence[Row], metrics: Sequence[CorpusMetric] = ALL_METRICS) -> dict[str, float]:
+    """Every metric over the same rows, as {name: score}."""
+    return {metric.name: metric(rows) for metric in metrics}
+
+
+def bootstrap_ci(
+    rows: Sequence[Row],
+    metric_fn: CorpusMetric,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> ConfidenceInterval:
+    """Percentile bootstrap over test rows: resample rows with replacement, recompute the corpus metric.
+
+    The estimate is the metric on all rows; [low, high] holds the central 1 - alpha of the resampled
+    scores. The same seed gives the same interval.
+    """
+    if not rows:
+        raise DifusiError(f"cannot bootstrap {metric_fn.name} over zero rows; pass at least one test row")
+    if not 0 < alpha < 1:
+        raise DifusiError(f"alpha must be in (0, 1), got {alpha}; use 0.05 for a 95% interval")
+    stats = metric_fn.statistics(rows)
+    n = len(rows)
+    rng = np.random.default_rng(seed)
+    scores = np.empty(n_resamples)
+    for i in range(n_resamples):
+        # A resample is a multiset of rows: how often each row was drawn weights its statistics.
+        weights = np.bincount(rng.integers(0, n, size=n), minlength=n)
+        scores[i] = metric_fn.from_statistics(weights @ stats)
+    low, high = np.quantile(scores, [alpha / 2, 1 - alpha / 2])
+    return ConfidenceInterval(metric_fn.from_statistics(stats.sum(axis=0)), float(low), float(high))
