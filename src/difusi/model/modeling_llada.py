@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -185,39 +186,38 @@ class LLaDAModelLM(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Load an official-layout checkpoint (local directory or hub id); refuses incomplete ones.
 
-        Unlike the transformers default, a missing or unexpected tensor is an error, not a warning.
+        Unlike the transformers default, a missing, unexpected or mis-shaped tensor is an error
+        naming the tensor, found from the safetensors headers before any weight is read.
         """
-        path = Path(pretrained_model_name_or_path)
-        if path.is_dir():
-            check_checkpoint_dir(path)
-        elif path.exists() or str(pretrained_model_name_or_path).startswith((".", "/")):
-            raise FileNotFoundError(
-                f"checkpoint {path} is not a directory; pass a LLaDA checkpoint directory"
+        path = resolve_checkpoint_dir(pretrained_model_name_or_path, kwargs.get("revision"))
+        check_checkpoint_dir(path)
+        return super().from_pretrained(path, *args, **kwargs)
+
+
+def resolve_checkpoint_dir(name_or_path: str | Path, revision: str | None = None) -> Path:
+    """A local checkpoint directory, downloading a hub id's config and safetensors files if needed."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists() or str(name_or_path).startswith((".", "/", "~")):
+        raise FileNotFoundError(f"checkpoint {path} is not a directory; pass a LLaDA checkpoint directory")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                str(name_or_path), revision=revision, allow_patterns=["*.json", "*.safetensors"]
             )
-        want_info = kwargs.pop("output_loading_info", False)
-        try:
-            model, info = super().from_pretrained(
-                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
-            )
-        except OSError as error:
-            raise OSError(
-                f"could not load LLaDA checkpoint {pretrained_model_name_or_path!r}: {error}".splitlines()[0]
-            ) from error
-        if info.get("mismatched_keys"):
-            name, *_ = info["mismatched_keys"][0]
-            raise ValueError(f"checkpoint tensor {name} has the wrong shape for this LLaDA config")
-        for kind in ("missing_keys", "unexpected_keys"):
-            if info.get(kind):
-                names = sorted(info[kind])
-                raise ValueError(
-                    f"checkpoint {pretrained_model_name_or_path} has {kind.replace('_', ' ')}: "
-                    f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-                )
-        return (model, info) if want_info else model
+        )
+    except Exception as error:  # the hub client raises many types; all mean "not reachable here"
+        raise OSError(
+            f"could not download LLaDA checkpoint {name_or_path!r} ({type(error).__name__}); "
+            "check the id and network, or pass a local checkpoint directory"
+        ) from error
 
 
 def check_checkpoint_dir(path: Path) -> None:
-    """Fail with one clear line if a local checkpoint directory is not a loadable LLaDA checkpoint."""
+    """Fail with one clear line if a local directory is not a complete LLaDA checkpoint for its config."""
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"no config.json in {path}; point at a LLaDA checkpoint directory")
@@ -230,5 +230,29 @@ def check_checkpoint_dir(path: Path) -> None:
         missing = [s for s in shards if not (path / s).is_file()]
         if missing:
             raise FileNotFoundError(f"shard {missing[0]} listed in {index_file.name} is missing from {path}")
-    elif not (path / "model.safetensors").is_file():
+    elif (path / "model.safetensors").is_file():
+        shards = ["model.safetensors"]
+    else:
         raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {path}")
+
+    found = {}
+    for shard in shards:
+        with safe_open(path / shard, framework="pt") as f:
+            found.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})  # noqa: SIM118 (safe_open is not iterable)
+    expected = {n: tuple(s) for n, s in state_dict_shapes(LLaDAConfig.from_pretrained(path)).items()}
+    for name, shape in expected.items():
+        if name not in found:
+            raise ValueError(f"checkpoint {path} is missing tensor {name}")
+        if found[name] != shape:
+            raise ValueError(
+                f"checkpoint tensor {name} has shape {list(found[name])}; the config expects {list(shape)}"
+            )
+    unexpected = sorted(set(found) - set(expected))
+    if unexpected:
+        raise ValueError(f"checkpoint {path} has unexpected tensor {unexpected[0]}")
+
+
+def state_dict_shapes(config: LLaDAConfig) -> dict[str, torch.Size]:
+    """Names and shapes of the state dict a config implies (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        return {name: t.shape for name, t in LLaDAModelLM(config).state_dict().items()}

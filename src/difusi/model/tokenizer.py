@@ -61,12 +61,13 @@ def load_tokenizer(path_or_hub_id: str) -> PreTrainedTokenizerBase:
         ) from error
 
 
-def _token_id(vocab: dict[str, int], token: str, what: str) -> int:
-    if token not in vocab:
-        raise DifusiError(
-            f"tokenizer has no {token} ({what}) token; use a LLaDA-Instruct or difusi-built tokenizer"
-        )
-    return vocab[token]
+def token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    """Id of the single token named `token`; DifusiError if the tokenizer does not have it."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    # Tokenizers with an unknown token map any missing name to it rather than to None.
+    if found is None or (found == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        raise DifusiError(f"tokenizer has no {token} token; use a LLaDA-Instruct or difusi-built tokenizer")
+    return found
 
 
 def _agree(name: str, from_config: int | None, from_tokenizer: int) -> int:
@@ -82,21 +83,19 @@ def special_token_ids(tokenizer: PreTrainedTokenizerBase, config=None) -> Specia
     """Resolve bos/eos/pad/mask/eot/header ids by token name; a given model config must agree.
 
     EOS and pad are both `<|endoftext|>` in LLaDA (padding is EOS and is trained on), so pad falls
-    back to EOS when neither the tokenizer nor the config names one.
+    back to EOS when the tokenizer names none.
     """
-    vocab = tokenizer.get_vocab()
-    eos = _token_id(vocab, tokenizer.eos_token or EOS_TOKEN, "end of text")
-    pad = vocab.get(tokenizer.pad_token, eos) if tokenizer.pad_token else eos
-    ids = SpecialTokenIds(
-        bos=_token_id(vocab, tokenizer.bos_token or BOS_TOKEN, "beginning of text"),
+    eos = token_id(tokenizer, tokenizer.eos_token or EOS_TOKEN)
+    pad = token_id(tokenizer, tokenizer.pad_token) if tokenizer.pad_token else eos
+    return SpecialTokenIds(
+        bos=token_id(tokenizer, tokenizer.bos_token or BOS_TOKEN),
         eos=_agree("eos", getattr(config, "eos_token_id", None), eos),
         pad=_agree("pad", getattr(config, "pad_token_id", None), pad),
-        mask=_agree("mask", getattr(config, "mask_token_id", None), _token_id(vocab, MASK_TOKEN, "mask")),
-        eot=_token_id(vocab, EOT_TOKEN, "end of turn"),
-        start_header=_token_id(vocab, START_HEADER_TOKEN, "header start"),
-        end_header=_token_id(vocab, END_HEADER_TOKEN, "header end"),
+        mask=_agree("mask", getattr(config, "mask_token_id", None), token_id(tokenizer, MASK_TOKEN)),
+        eot=token_id(tokenizer, EOT_TOKEN),
+        start_header=token_id(tokenizer, START_HEADER_TOKEN),
+        end_header=token_id(tokenizer, END_HEADER_TOKEN),
     )
-    return ids
 
 
 def train_indonesian_tokenizer(
