@@ -258,3 +258,46 @@ def test_cli_reports_one_line_and_nonzero_exit(saved, capsys):
     assert cli_main(["info", str(saved)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("difusi info: error: no config.json in") and "\n" not in err
+
+
+# --- key/value cache ----------------------------------------------------------------------------
+
+
+def test_kv_cache_autoregressive_decoding_equals_full_causal_pass():
+    from difusi.model.modeling_llada import KVCache
+
+    model = tiny_model(causal=True)
+    ids = torch.randint(2, 95, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0  # left padding in row 0
+    full = model(ids, attention_mask=mask).logits
+    cache = KVCache(model.config.n_layers)
+    steps = [model(ids[:, :5], attention_mask=mask[:, :5], kv_cache=cache).logits]
+    for pos in range(5, 9):
+        steps.append(
+            model(ids[:, pos : pos + 1], attention_mask=mask, kv_cache=cache, cache_start=pos).logits
+        )
+    assert len(cache) == 9
+    real = mask.bool()  # padded queries see only padded keys: their logits are meaningless
+    torch.testing.assert_close(torch.cat(steps, dim=1)[real], full[real], rtol=1e-5, atol=1e-5)
+
+
+def test_kv_cache_block_refresh_is_exact_when_nothing_else_changed():
+    from difusi.model.modeling_llada import KVCache
+
+    model = tiny_model()
+    ids = torch.randint(2, 95, (2, 12))
+    cache = KVCache(model.config.n_layers)
+    full = model(ids, kv_cache=cache).logits
+    block = model(ids[:, 4:8], kv_cache=cache, cache_start=4).logits
+    torch.testing.assert_close(block, full[:, 4:8], rtol=1e-5, atol=1e-5)
+    # A changed token inside the block rewrites the block's cached keys; the keys outside the block
+    # stay those of the earlier pass (Fast-dLLM's approximation), so layer 0 matches a fresh pass
+    # inside the block and keeps the old values outside it.
+    changed = ids.clone()
+    changed[:, 5] = 3
+    model(changed[:, 4:8], kv_cache=cache, cache_start=4)
+    fresh = KVCache(model.config.n_layers)
+    model(changed, kv_cache=fresh)
+    torch.testing.assert_close(cache.keys[0][:, :, 4:8], fresh.keys[0][:, :, 4:8])
+    assert not torch.allclose(cache.keys[1][:, :, 8:], fresh.keys[1][:, :, 8:])

@@ -71,7 +71,7 @@ class LLaDABlock(GradientCheckpointingLayer):
         self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)
         self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=False)
 
-    def attention(self, x, cos, sin, attn_bias):
+    def attention(self, x, cos, sin, attn_bias, kv_cache=None, layer=0, cache_start=0):
         cfg = self.config
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim).transpose(1, 2)  # (B, nh, T, hd)
@@ -79,21 +79,54 @@ class LLaDABlock(GradientCheckpointingLayer):
         v = self.v_proj(x).view(B, T, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
         q = apply_rotary_pos_emb(q, cos, sin, cfg.rope_full_precision)
         k = apply_rotary_pos_emb(k, cos, sin, cfg.rope_full_precision)
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer, cache_start, k, v)  # (B, nkv, T_keys, hd)
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=attn_bias,
-            is_causal=cfg.causal and attn_bias is None,
+            is_causal=cfg.causal and attn_bias is None,  # bias is None only for plain causal passes
             scale=1.0 / math.sqrt(cfg.head_dim),
             enable_gqa=cfg.num_key_value_heads != cfg.n_heads,
         )
         return self.attn_out(y.transpose(1, 2).reshape(B, T, cfg.d_model))
 
-    def forward(self, x, cos, sin, attn_bias=None):
-        x = x + self.attention(self.attn_norm(x), cos, sin, attn_bias)
+    def forward(self, x, cos, sin, attn_bias=None, kv_cache=None, layer=0, cache_start=0):
+        x = x + self.attention(self.attn_norm(x), cos, sin, attn_bias, kv_cache, layer, cache_start)
         h = self.ff_norm(x)
         return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+
+
+class KVCache:
+    """Rotated keys and values of every layer for a whole sequence, [B, nkv, T, hd] each.
+
+    A forward pass given the cache and `cache_start=s` on n tokens writes their keys and values at
+    positions [s, s + n) and attends to every cached position. Positions it does not recompute keep
+    the keys of an earlier pass: exact for autoregressive decoding, the approximation Fast-dLLM makes
+    for diffusion (the tokens outside the current block barely change within a block).
+    """
+
+    def __init__(self, n_layers: int):
+        self.keys: list[torch.Tensor | None] = [None] * n_layers
+        self.values: list[torch.Tensor | None] = [None] * n_layers
+
+    def __len__(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+
+    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor):
+        cached_k, cached_v = self.keys[layer], self.values[layer]
+        end = start + k.shape[2]
+        if cached_k is None or start == 0 and end >= cached_k.shape[2]:
+            cached_k, cached_v = k, v
+        elif end > cached_k.shape[2]:  # growing, as in autoregressive decoding
+            cached_k = torch.cat([cached_k[:, :, :start], k], dim=2)
+            cached_v = torch.cat([cached_v[:, :, :start], v], dim=2)
+        else:
+            cached_k[:, :, start:end] = k
+            cached_v[:, :, start:end] = v
+        self.keys[layer], self.values[layer] = cached_k, cached_v
+        return cached_k, cached_v
 
 
 class LLaDAModel(nn.Module):
@@ -112,17 +145,29 @@ class LLaDAModel(nn.Module):
 
 
 def attention_bias(
-    attention_mask: torch.Tensor | None, dtype: torch.dtype, causal: bool
+    attention_mask: torch.Tensor | None,
+    dtype: torch.dtype,
+    causal: bool,
+    query_start: int,
+    query_len: int,
+    key_len: int,
 ) -> torch.Tensor | None:
-    """Additive SDPA mask [B, 1, T, T] or [B, 1, 1, T] hiding padded keys (None when nothing is hidden)."""
-    if attention_mask is None or (not causal and bool(attention_mask.all())):
-        return None
-    # A large finite negative (not -inf) keeps all-padding rows finite, as the reference does.
-    keep = attention_mask.bool()[:, None, None, :]
+    """Additive SDPA mask hiding padded keys (and later keys when causal); None when nothing is hidden.
+
+    Queries sit at positions [query_start, query_start + query_len); keys at [0, key_len).
+    """
+    plain_causal = causal and query_start == 0 and query_len == key_len
+    if (attention_mask is None or bool(attention_mask[:, :key_len].all())) and (not causal or plain_causal):
+        return None  # SDPA's own is_causal flag (or nothing) does the job, on its fastest path
+    device = attention_mask.device if attention_mask is not None else None
+    keep = torch.ones(1, 1, 1, key_len, dtype=torch.bool, device=device)
+    if attention_mask is not None:
+        keep = attention_mask[:, :key_len].bool()[:, None, None, :]
     if causal:
-        T = attention_mask.shape[-1]
-        keep = keep & torch.ones(T, T, dtype=torch.bool, device=keep.device).tril()
-    bias = torch.zeros(keep.shape, dtype=dtype, device=attention_mask.device)
+        q_pos = torch.arange(query_start, query_start + query_len, device=device)
+        keep = keep & (torch.arange(key_len, device=device)[None, :] <= q_pos[:, None])
+    # A large finite negative (not -inf) keeps all-padding rows finite, as the reference does.
+    bias = torch.zeros(keep.shape, dtype=dtype, device=device)
     return bias.masked_fill(~keep, torch.finfo(dtype).min)
 
 
@@ -165,16 +210,26 @@ class LLaDAModelLM(PreTrainedModel):
         self,
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        cache_start: int = 0,
         output_hidden_states: bool = False,
         **kwargs,
     ) -> MaskedLMOutput:
+        """Logits for `input_ids` [B, T], which sit at positions [cache_start, cache_start + T).
+
+        `attention_mask` [B, T_keys] marks real (1) and padded (0) keys. With `kv_cache`, the pass
+        writes its keys and values into the cache and attends to all cached positions.
+        """
         transformer = self.model.transformer
+        T = input_ids.shape[1]
         x = transformer.wte(input_ids)  # (B, T, d)
-        cos, sin = rotary_cos_sin(input_ids.shape[1], self.config.head_dim, self.config.rope_theta, x.device)
-        bias = attention_bias(attention_mask, x.dtype, self.config.causal)
+        key_len = max(len(kv_cache), cache_start + T) if kv_cache is not None else T
+        cos, sin = rotary_cos_sin(cache_start + T, self.config.head_dim, self.config.rope_theta, x.device)
+        cos, sin = cos[cache_start:], sin[cache_start:]
+        bias = attention_bias(attention_mask, x.dtype, self.config.causal, cache_start, T, key_len)
         hidden_states = [x] if output_hidden_states else None
-        for block in transformer.blocks:
-            x = block(x, cos, sin, bias)
+        for layer, block in enumerate(transformer.blocks):
+            x = block(x, cos, sin, bias, kv_cache, layer, cache_start)
             if output_hidden_states:
                 hidden_states.append(x)
         logits = transformer.ff_out(transformer.ln_f(x))  # (B, T, V)

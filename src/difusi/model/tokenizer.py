@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -21,6 +22,7 @@ MASK_TOKEN = "<|mdm_mask|>"
 START_HEADER_TOKEN = "<|start_header_id|>"
 END_HEADER_TOKEN = "<|end_header_id|>"
 EOT_TOKEN = "<|eot_id|>"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, MASK_TOKEN, START_HEADER_TOKEN, END_HEADER_TOKEN, EOT_TOKEN)
 
 # The LLaDA-Instruct template: Llama-3 layout, BOS before the first turn, message content trimmed,
@@ -49,16 +51,22 @@ class SpecialTokenIds:
     end_header: int
 
 
-def load_tokenizer(path_or_hub_id: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(path_or_hub_id: str | Path) -> PreTrainedTokenizerBase:
     """Load a LLaDA tokenizer (checkpoint directory or hub id) with AutoTokenizer, no remote code."""
+    path = Path(path_or_hub_id)
+    # Anything that looks like a path must be a tokenizer directory; only the rest is a hub id.
+    if path.exists() or str(path_or_hub_id).startswith((".", "/")):
+        if not path.is_dir():
+            raise DifusiError(f"tokenizer directory {path} does not exist; pass a LLaDA checkpoint directory")
+        if not any((path / name).is_file() for name in TOKENIZER_FILES):
+            raise DifusiError(
+                f"{path} holds no {' or '.join(TOKENIZER_FILES)}; pass a checkpoint directory with its tokenizer"
+            )
     try:
         return AutoTokenizer.from_pretrained(str(path_or_hub_id))
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DifusiError(
-            f"could not load a tokenizer from {path_or_hub_id!r} ({reason}); "
-            "pass a checkpoint directory holding tokenizer.json / tokenizer_config.json"
-        ) from error
+        raise DifusiError(f"could not load a tokenizer from {path_or_hub_id!r}: {reason}") from error
 
 
 def token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
