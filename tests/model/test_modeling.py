@@ -301,3 +301,19 @@ def test_kv_cache_block_refresh_is_exact_when_nothing_else_changed():
     model(changed, kv_cache=fresh)
     torch.testing.assert_close(cache.keys[0][:, :, 4:8], fresh.keys[0][:, :, 4:8])
     assert not torch.allclose(cache.keys[1][:, :, 8:], fresh.keys[1][:, :, 8:])
+
+
+def test_official_null_sizes_fall_back_like_the_reference():
+    config = LLaDAConfig(**{**TINY, "n_kv_heads": None, "mlp_hidden_size": None, "mlp_ratio": 3})
+    model = LLaDAModelLM(config)
+    assert model.model.transformer.blocks[0].ff_proj.weight.shape == (96, 32)  # 3 * d_model
+    assert model.model.transformer.blocks[0].k_proj.weight.shape == (32, 32)  # n_kv_heads = n_heads
+    mqa = LLaDAConfig(**{**TINY, "n_kv_heads": None, "multi_query_attention": True})
+    assert LLaDAModelLM(mqa).model.transformer.blocks[0].k_proj.weight.shape == (8, 32)  # one kv head
+
+
+def test_unsupported_official_option_is_refused():
+    with pytest.raises(
+        ValueError, match="LLaDA config has block_group_size=2; difusi implements only block_group_size=1"
+    ):
+        LLaDAModelLM(LLaDAConfig(**TINY, block_group_size=2))

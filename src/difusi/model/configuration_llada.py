@@ -26,9 +26,10 @@ class LLaDAConfig(PretrainedConfig):
         self,
         d_model: int = 4096,
         n_heads: int = 32,
-        n_kv_heads: int | None = 32,
+        n_kv_heads: int | None = None,
         n_layers: int = 32,
-        mlp_hidden_size: int = 12288,
+        mlp_hidden_size: int | None = 12288,
+        mlp_ratio: int = 4,
         activation_type: str = "silu",
         block_type: str = "llama",
         layer_norm_type: str = "rms",
@@ -57,6 +58,7 @@ class LLaDAConfig(PretrainedConfig):
         self.n_kv_heads = n_kv_heads
         self.n_layers = n_layers
         self.mlp_hidden_size = mlp_hidden_size
+        self.mlp_ratio = mlp_ratio
         self.activation_type = activation_type
         self.block_type = block_type
         self.layer_norm_type = layer_norm_type
@@ -86,7 +88,15 @@ class LLaDAConfig(PretrainedConfig):
 
     @property
     def num_key_value_heads(self) -> int:
-        return self.n_kv_heads or self.n_heads
+        """The official rule: n_kv_heads, else 1 for multi-query attention, else n_heads."""
+        if self.n_kv_heads is not None:
+            return self.n_kv_heads
+        return 1 if getattr(self, "multi_query_attention", None) else self.n_heads
+
+    @property
+    def ffn_size(self) -> int:
+        """Hidden size of the MLP: mlp_hidden_size, else mlp_ratio * d_model (the official fallback)."""
+        return self.mlp_hidden_size if self.mlp_hidden_size is not None else self.mlp_ratio * self.d_model
 
     @property
     def padded_vocab_size(self) -> int:
@@ -95,20 +105,27 @@ class LLaDAConfig(PretrainedConfig):
 
     def validate_supported(self) -> None:
         """Raise ValueError for official options this native implementation does not implement."""
-        expected = {
-            "block_type": "llama",
-            "layer_norm_type": "rms",
-            "activation_type": "silu",
-            "rope": True,
-            "alibi": False,
-            "include_bias": False,
-            "weight_tying": False,
-            "input_emb_norm": False,
+        # Accepted values per key; an absent key means the official default, which is accepted.
+        supported = {
+            "block_type": ("llama",),
+            "layer_norm_type": ("rms",),
+            "activation_type": ("silu",),
+            "rope": (True,),
+            "alibi": (False,),
+            "include_bias": (False,),
+            "weight_tying": (False,),
+            "input_emb_norm": (False,),
+            "layer_norm_with_affine": (True,),
+            "bias_for_layer_norm": (None, False),
+            "include_qkv_bias": (None, False),
+            "attention_layer_norm": (False,),
+            "block_group_size": (1,),
         }
-        for key, value in expected.items():
-            if getattr(self, key) != value:
+        for key, accepted in supported.items():
+            value = getattr(self, key, accepted[0])
+            if value not in accepted:
                 raise ValueError(
-                    f"LLaDA config has {key}={getattr(self, key)!r}; difusi implements only {key}={value!r}"
+                    f"LLaDA config has {key}={value!r}; difusi implements only {key}={accepted[0]!r}"
                 )
         if self.d_model % self.n_heads or self.n_heads % self.num_key_value_heads:
             raise ValueError(

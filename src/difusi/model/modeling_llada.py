@@ -67,9 +67,9 @@ class LLaDABlock(GradientCheckpointingLayer):
         self.v_proj = nn.Linear(d, kv, bias=False)
         self.attn_out = nn.Linear(d, d, bias=False)
         self.ff_norm = LLaDARMSNorm(d, config.rms_norm_eps)
-        self.ff_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)  # gate: SiLU applies here
-        self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)
-        self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=False)
+        self.ff_proj = nn.Linear(d, config.ffn_size, bias=False)  # gate: SiLU applies here
+        self.up_proj = nn.Linear(d, config.ffn_size, bias=False)
+        self.ff_out = nn.Linear(config.ffn_size, d, bias=False)
 
     def attention(self, x, cos, sin, attn_bias, kv_cache=None, layer=0, cache_start=0):
         cfg = self.config
