@@ -146,17 +146,36 @@ def bootstrap_ci(
     The estimate is the metric on all rows; [low, high] holds the central 1 - alpha of the resampled
     scores. The same seed gives the same interval.
     """
-    if not rows:
-        raise DifusiError(f"cannot bootstrap {metric_fn.name} over zero rows; pass at least one test row")
+    return seed_mean_bootstrap_ci([rows], metric_fn, n_resamples, seed, alpha)
+
+
+def seed_mean_bootstrap_ci(
+    row_sets: Sequence[Sequence[Row]],
+    metric_fn: CorpusMetric,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> ConfidenceInterval:
+    """Bootstrap interval of a metric averaged over runs (seeds) scored on the same test rows.
+
+    `row_sets[s][i]` must be run s's row for test row i: one resample of test rows is applied to
+    every run, so the interval reflects test-set sampling, not seed-to-seed spread. The estimate
+    is the mean over runs of the metric on all rows.
+    """
+    if not row_sets or not all(row_sets) or len({len(rows) for rows in row_sets}) != 1:
+        raise DifusiError(
+            f"cannot bootstrap {metric_fn.name}: pass one or more runs with the same, non-zero number of rows"
+        )
     if not 0 < alpha < 1:
         raise DifusiError(f"alpha must be in (0, 1), got {alpha}; use 0.05 for a 95% interval")
-    stats = metric_fn.statistics(rows)
-    n = len(rows)
+    stats = [metric_fn.statistics(rows) for rows in row_sets]
+    n = len(row_sets[0])
     rng = np.random.default_rng(seed)
     scores = np.empty(n_resamples)
     for i in range(n_resamples):
         # A resample is a multiset of rows: how often each row was drawn weights its statistics.
         weights = np.bincount(rng.integers(0, n, size=n), minlength=n)
-        scores[i] = metric_fn.from_statistics(weights @ stats)
+        scores[i] = np.mean([metric_fn.from_statistics(weights @ run_stats) for run_stats in stats])
     low, high = np.quantile(scores, [alpha / 2, 1 - alpha / 2])
-    return ConfidenceInterval(metric_fn.from_statistics(stats.sum(axis=0)), float(low), float(high))
+    estimate = np.mean([metric_fn.from_statistics(run_stats.sum(axis=0)) for run_stats in stats])
+    return ConfidenceInterval(float(estimate), float(low), float(high))

@@ -1,0 +1,72 @@
+"""Reading and atomically writing the evaluation's JSON / JSONL files and figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from difusi.errors import DifusiError
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed onto `path`, on failure removed.
+
+    A crash mid-write therefore never leaves a half-written file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | Path, data: Mapping) -> None:
+    """Write one JSON document atomically (indented, UTF-8 kept readable)."""
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: str | Path, records: Iterable[Mapping]) -> None:
+    """Write one JSON object per line atomically."""
+    write_text(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+
+
+def read_json(path: str | Path) -> dict:
+    """Read a JSON document; a missing or broken file is a DifusiError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise DifusiError(f"{path} does not exist; check the run directory") from error
+    except json.JSONDecodeError as error:
+        raise DifusiError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from error
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file (blank lines skipped); a broken line is a DifusiError naming file and line."""
+    records = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as error:
+        raise DifusiError(f"{path} does not exist; check the run directory") from error
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise DifusiError(f"{path} line {number} is not valid JSON ({error.msg})") from error
+    return records

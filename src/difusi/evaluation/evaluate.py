@@ -1,0 +1,288 @@
+"""Evaluate a base model, or a base plus a PEFT adapter, on the prepared test set.
+
+For each test row: render the user prompt with the LLaDA chat template, generate an answer with
+the masked-diffusion sampler (batched, left-padded), decode it up to EOS / end of turn, and
+estimate the negative ELBO of the reference answer. Metrics are reported overall and per
+`subset_name`; `OUT/generations.jsonl` keeps every row, `OUT/metrics.json` the scores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from difusi.data.chat_format import build_sft_example, render_chat
+from difusi.errors import DifusiError
+from difusi.evaluation.artifacts import read_json, write_json, write_jsonl
+from difusi.evaluation.metrics import score_rows
+from difusi.model.tokenizer import load_tokenizer, special_token_ids
+
+TEST_COLUMNS = ("subset_name", "template_name", "input", "output")
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Sampler options for evaluation; LLaDA's recommended chat settings (steps = gen_length, blocks of 32)."""
+
+    steps: int = 128
+    gen_length: int = 128
+    block_length: int = 32
+    temperature: float = 0.0
+    cfg_scale: float = 0.0
+    remasking: str = "low_confidence"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How a model is evaluated: sampler, batching, Monte Carlo draws and length limit."""
+
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    batch_size: int = 8
+    # Monte Carlo draws per reference answer for the ELBO (the official estimator's default).
+    mc_num: int = 128
+    # The seed's maximum sequence length: prompt plus answer, longer prompts are truncated.
+    max_length: int = 512
+    limit: int | None = None
+    # Seeds the sampler's draws and the Monte Carlo ELBO draws.
+    seed: int = 0
+
+
+def load_test_rows(path: str | Path, limit: int | None = None) -> list[dict]:
+    """Test rows from a prepared `test.parquet`, each with its row index as `id`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DifusiError(
+            f"test data {path} does not exist; pass the test.parquet written by `difusi prepare`"
+        )
+    table = pq.read_table(path)
+    missing = [name for name in TEST_COLUMNS if name not in table.column_names]
+    if missing:
+        raise DifusiError(
+            f"{path} lacks column {missing[0]!r}; pass the test.parquet written by `difusi prepare`"
+        )
+    rows = table.select(list(TEST_COLUMNS)).to_pylist()
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise DifusiError(f"{path} holds no test rows; prepare a non-empty test set")
+    return [{"id": index, **row} for index, row in enumerate(rows)]
+
+
+def load_model(base: str, adapter: str | None = None, device: torch.device | None = None):
+    """The base LLaDA model (with the adapter merged in, when given) in eval mode, and its tokenizer.
+
+    The tokenizer comes from the base directory. bf16 on GPU, fp32 on CPU.
+    """
+    from difusi.model import LLaDAModelLM
+
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = LLaDAModelLM.from_pretrained(base, dtype=dtype)
+    if adapter is not None:
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise DifusiError(
+                f"{adapter} holds no adapter_config.json; pass the adapter/ dir of a `difusi train` run"
+            )
+        # The sampler calls the model hundreds of times per batch: merged weights cost nothing per call.
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model.to(device).eval(), load_tokenizer(base)
+
+
+@dataclass(frozen=True)
+class FittedPrompt:
+    """A user message as the model sees it (possibly cut) and its rendered one-turn prompt's token ids."""
+
+    content: str
+    ids: list[int]
+    truncated: bool
+
+
+def fit_prompt(tokenizer: PreTrainedTokenizerBase, content: str, max_tokens: int) -> FittedPrompt:
+    """Render a one-turn prompt, cutting the user message from its end until it fits `max_tokens`.
+
+    The chat markup is kept whole, so the model still sees a well-formed turn.
+    """
+    truncated = False
+    while True:
+        ids = tokenizer.encode(
+            render_chat([{"role": "user", "content": content}], tokenizer), add_special_tokens=False
+        )
+        if len(ids) <= max_tokens:
+            return FittedPrompt(content, ids, truncated)
+        content_ids = tokenizer.encode(content.strip(), add_special_tokens=False)
+        overflow = len(ids) - max_tokens
+        if overflow >= len(content_ids):
+            raise DifusiError(
+                f"the chat markup alone exceeds {max_tokens} prompt tokens; raise --max-length or lower --gen-length"
+            )
+        # Re-tokenising the cut text can merge differently at the cut, hence the loop.
+        content = tokenizer.decode(content_ids[: len(content_ids) - overflow])
+        truncated = True
+
+
+def decode_answer(
+    tokenizer: PreTrainedTokenizerBase, answer_ids: list[int], stop_ids: set[int]
+) -> tuple[str, int]:
+    """Text of the generated answer up to its first stop token (EOS or end of turn), and its length in tokens."""
+    length = next((i for i, token in enumerate(answer_ids) if token in stop_ids), len(answer_ids))
+    return tokenizer.decode(answer_ids[:length], skip_special_tokens=True).strip(), length
+
+
+def generate_answers(
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[int]],
+    sampler: SamplerSettings,
+    batch_size: int,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[tuple[str, int]]:
+    """Generate one answer per prompt (token ids); returns (text, answer tokens) in the prompts' order.
+
+    Prompts are batched by length (longest first) so left padding stays short; the sampler sees an
+    attention mask over the padding. Sampling draws (temperature > 0, random remasking) come from a
+    generator seeded with `seed`.
+    """
+    from difusi.diffusion.sampler import generate
+
+    ids = special_token_ids(tokenizer, model.config)
+    stop_ids = {ids.eos, ids.eot}
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    answers: list[tuple[str, int]] = [("", 0)] * len(prompts)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
+        width = max(len(prompts[i]) for i in batch)
+        input_ids = torch.full((len(batch), width), ids.pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, index in enumerate(batch):
+            prompt = prompts[index]
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            attention_mask[row, width - len(prompt) :] = 1
+        with torch.no_grad():
+            output = generate(
+                model,
+                input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                generator=generator,
+                **asdict(sampler),
+            )
+        for row, index in enumerate(batch):
+            answers[index] = decode_answer(tokenizer, output[row, width:].tolist(), stop_ids)
+    return answers
+
+
+def score_references(
+    model, examples: list[dict], mc_num: int, batch_size: int, seed: int
+) -> list[tuple[float, int]]:
+    """Per test row: (summed negative ELBO of the reference answer in nats, answer tokens scored)."""
+    from difusi.diffusion.likelihood import dataset_elbo
+
+    generator = torch.Generator().manual_seed(seed)
+    return dataset_elbo(model, examples, mc_num=mc_num, batch_size=batch_size, generator=generator)
+
+
+def summarize(rows: list[dict]) -> tuple[dict, dict]:
+    """Metrics over all rows and per subset_name (each with its row count `n`)."""
+    by_subset: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_subset[row["subset_name"]].append(row)
+    per_subset = {name: {"n": len(group), **score_rows(group)} for name, group in sorted(by_subset.items())}
+    return score_rows(rows), per_subset
+
+
+def default_label(adapter: str | None) -> str:
+    """`base` without an adapter; else the training run's method (from run_info.json) or the adapter dir's name."""
+    if adapter is None:
+        return "base"
+    run_info = Path(adapter).parent / "run_info.json"
+    if run_info.is_file():
+        return str(read_json(run_info).get("method", Path(adapter).parent.name))
+    return Path(adapter).name
+
+
+def evaluate(
+    base: str,
+    data: str | Path,
+    out: str | Path,
+    adapter: str | None = None,
+    label: str | None = None,
+    config: EvaluationConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate `base` (+ `adapter`) on `data`; write OUT/generations.jsonl and OUT/metrics.json; return the metrics."""
+    config = config or EvaluationConfig()
+    started = time.perf_counter()
+    rows = load_test_rows(data, config.limit)
+    model, tokenizer = load_model(base, adapter)
+    max_prompt = config.max_length - config.sampler.gen_length
+    if max_prompt < 1:
+        raise DifusiError(
+            f"--gen-length {config.sampler.gen_length} leaves no room for a prompt in --max-length "
+            f"{config.max_length}; raise --max-length"
+        )
+    fitted = [fit_prompt(tokenizer, row["input"], max_prompt) for row in rows]
+    answers = generate_answers(
+        model,
+        tokenizer,
+        [prompt.ids for prompt in fitted],
+        config.sampler,
+        config.batch_size,
+        config.seed,
+        progress,
+    )
+    generated = time.perf_counter()
+
+    # The reference is scored after the same (possibly truncated) prompt the model answered.
+    examples = [
+        build_sft_example(tokenizer, prompt.content, row["output"], config.max_length)
+        for row, prompt in zip(rows, fitted, strict=True)
+    ]
+    scores = score_references(model, examples, config.mc_num, config.batch_size, config.seed)
+    records = [
+        {
+            "id": row["id"],
+            "subset_name": row["subset_name"],
+            "template_name": row["template_name"],
+            "prompt": prompt.content,
+            "reference": row["output"],
+            "generation": text,
+            "answer_tokens": answer_tokens,
+            "nelbo": nelbo,
+            "reference_tokens": reference_tokens,
+        }
+        for row, prompt, (text, answer_tokens), (nelbo, reference_tokens) in zip(
+            rows, fitted, answers, scores, strict=True
+        )
+    ]
+    overall, per_subset = summarize(records)
+    finished = time.perf_counter()
+    metrics = {
+        "label": label or default_label(adapter),
+        "base": str(base),
+        "adapter": str(adapter) if adapter is not None else None,
+        "n": len(records),
+        "overall": overall,
+        "per_subset": per_subset,
+        "sampler": asdict(config.sampler),
+        "mc_num": config.mc_num,
+        "max_length": config.max_length,
+        "truncated_prompts": sum(prompt.truncated for prompt in fitted),
+        "truncated_references": sum(example["truncated"] for example in examples),
+        "seconds": round(finished - started, 3),
+        "generation_seconds": round(generated - started, 3),
+    }
+    out = Path(out)
+    write_jsonl(out / "generations.jsonl", records)
+    write_json(out / "metrics.json", metrics)
+    return metrics
