@@ -1,0 +1,89 @@
+"""PEFT adapters for LoRA, LoRA+ and PiSSA: their peft config, attaching them, and saving them.
+
+LoRA+ differs from LoRA only in the optimizer (see trainer.py), so both share one LoraConfig.
+PiSSA starts A and B from the top-r singular triplets and overwrites the base weights with the
+residual; its adapter is saved converted to a rank-2r LoRA, so it applies to the ORIGINAL base.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.tuners_utils import check_target_module_exists
+from torch import nn
+
+from difusi.errors import DifusiError
+from difusi.tuning.config import TrainConfig
+
+
+def lora_config(config: TrainConfig) -> LoraConfig:
+    """peft LoraConfig of a lora / loraplus / pissa run."""
+    init: bool | str = True
+    if config.method == "pissa":
+        init = f"pissa_niter_{config.pissa_niter}" if config.pissa_niter > 0 else "pissa"
+    return LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=config.target_modules,
+        init_lora_weights=init,
+        bias="none",
+    )
+
+
+def targeted_linears(model: nn.Module, target_modules: list[str] | str) -> dict[str, nn.Linear]:
+    """The linear layers an adapter with `target_modules` would wrap, by qualified name.
+
+    "all-linear" follows peft's rule (every linear except the output head); names or a regex go
+    through peft's own matcher.
+    """
+    head = model.get_output_embeddings()
+    matcher = LoraConfig(target_modules=target_modules)
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+        and module is not head
+        and (target_modules == "all-linear" or check_target_module_exists(matcher, name))
+    }
+
+
+def check_adapter_fits(model: nn.Module, config: TrainConfig) -> None:
+    """Fail before any work when the targets match nothing or a PiSSA rank exceeds a layer's size."""
+    layers = targeted_linears(model, config.target_modules)
+    if not layers:
+        raise DifusiError(
+            f"target modules {config.target_modules!r} match no linear layer of the base model; "
+            "use 'all-linear' or names such as q_proj,v_proj"
+        )
+    if config.method == "pissa":
+        name, layer = min(layers.items(), key=lambda item: min(item[1].weight.shape))
+        if config.rank > min(layer.weight.shape):
+            raise DifusiError(
+                f"PiSSA rank {config.rank} is larger than layer {name} "
+                f"({layer.out_features}x{layer.in_features}); use --rank {min(layer.weight.shape)} or less"
+            )
+
+
+def attach_adapter(model: nn.Module, config: TrainConfig, initial_dir: str | Path) -> PeftModel:
+    """Wrap `model` with the run's adapter; only adapter parameters stay trainable.
+
+    For PiSSA the freshly initialised adapter is written to `initial_dir` (the reference that turns
+    the trained adapter into one for the original base).
+    """
+    peft_model = get_peft_model(model, lora_config(config))
+    if config.method == "pissa":
+        lora = peft_model.peft_config["default"]
+        init, lora.init_lora_weights = lora.init_lora_weights, True
+        peft_model.save_pretrained(initial_dir)
+        lora.init_lora_weights = init
+    return peft_model
+
+
+def save_adapter(model: PeftModel, config: TrainConfig, out_dir: str | Path, initial_dir: str | Path) -> None:
+    """Save the trained adapter in PEFT format; a PiSSA one converted for the original base."""
+    if config.method == "pissa":
+        model.save_pretrained(out_dir, path_initial_model_for_weight_conversion=str(initial_dir))
+    else:
+        model.save_pretrained(out_dir)

@@ -1,0 +1,125 @@
+"""Training configuration: one typed dataclass, its YAML form, and command-line overrides.
+
+Every option exists once, as a field here; the CLI options and the YAML keys are derived from the
+fields, so the two can never drift apart. Defaults are the seed's settings (max length 512, LoRA
+rank 8, LoRA+ ratio 16, random state 42).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from difusi.errors import DifusiError
+
+METHODS = ("lora", "loraplus", "pissa", "full")
+OBJECTIVES = ("diffusion",)
+PRECISIONS = ("auto", "bf16", "fp32")
+# The projections inside each block. "all-linear" (peft) selects the same seven and skips the
+# output head via get_output_embeddings(); a plain "ff_out" entry would also catch the head.
+BLOCK_LINEARS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
+
+
+def option(default: Any, help: str):
+    """A dataclass field whose help text the CLI shows."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Everything one `difusi train` run needs; see configs/*.yaml for complete recipes."""
+
+    base: str = option("GSAI-ML/LLaDA-8B-Instruct", "base model: checkpoint directory or hub id")
+    data: str = option("", "directory holding train.parquet (and test.parquet for eval ELBO)")
+    out: str = option("", "run directory (adapter/, metrics.jsonl, run_info.json, checkpoints/)")
+    method: str = option("lora", f"fine-tuning method: {', '.join(METHODS)}")
+    objective: str = option("diffusion", "training objective (masked-diffusion SFT loss)")
+    loss_normalization: str = option("answer_length", "SFT loss: 'answer_length' (official) or 'token'")
+    # Adapter
+    rank: int = option(8, "LoRA / PiSSA rank r")
+    alpha: float = option(16.0, "LoRA alpha (scale alpha / r)")
+    dropout: float = option(0.05, "LoRA dropout")
+    target_modules: list[str] | str = option(
+        "all-linear", "modules to adapt: 'all-linear' (every block linear, not the head) or a list of names"
+    )
+    loraplus_ratio: float = option(16.0, "LoRA+ learning-rate ratio lr_B / lr_A (>= 1)")
+    pissa_niter: int = option(16, "PiSSA randomized-SVD iterations (0: exact SVD)")
+    # Optimisation
+    learning_rate: float = option(1e-4, "peak learning rate (of lora_A under LoRA+)")
+    batch_size: int = option(4, "micro-batch size per device")
+    grad_accumulation: int = option(4, "gradient accumulation steps")
+    epochs: float = option(3.0, "training epochs (ignored when max_steps > 0)")
+    max_steps: int = option(-1, "optimizer steps to run; -1: use epochs")
+    warmup_ratio: float = option(0.03, "share of the steps spent warming the learning rate up")
+    scheduler: str = option("cosine", "learning-rate schedule (a transformers SchedulerType name)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0: none)")
+    gradient_checkpointing: bool = option(False, "recompute block activations in the backward pass")
+    precision: str = option("auto", "'auto' (bf16 on GPU, fp32 on CPU), 'bf16' or 'fp32'")
+    seed: int = option(42, "seed of the data order, adapter init and masking noise")
+    max_length: int = option(512, "longest tokenized example; longer ones are truncated and counted")
+    # Evaluation, logging, checkpoints
+    eval_steps: int = option(50, "compute the test-set ELBO every N steps (0: only at the end)")
+    eval_mc_num: int = option(8, "Monte Carlo draws per example for the eval ELBO")
+    eval_rows: int = option(100, "test rows used for the eval ELBO (0: all)")
+    logging_steps: int = option(10, "write metrics.jsonl every N steps")
+    save_steps: int = option(100, "write a resumable checkpoint every N steps")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_modules, str) and self.target_modules != "all-linear":
+            self.target_modules = [name.strip() for name in self.target_modules.split(",") if name.strip()]
+
+    def validate(self) -> None:
+        """Reject bad settings up front, before any model or data is loaded."""
+        if self.method not in METHODS:
+            raise DifusiError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.objective not in OBJECTIVES:
+            raise DifusiError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.precision not in PRECISIONS:
+            raise DifusiError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.loraplus_ratio < 1:
+            raise DifusiError(
+                f"LoRA+ ratio {self.loraplus_ratio} is below 1; lora_B must learn at least as fast as lora_A "
+                "(use --loraplus-ratio 16, the recommended value)"
+            )
+        if self.rank < 1:
+            raise DifusiError(f"rank {self.rank} must be at least 1")
+        if not self.data:
+            raise DifusiError("no training data given; pass --data DIR (a directory holding train.parquet)")
+        if not self.out:
+            raise DifusiError("no run directory given; pass --out DIR")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML recipe; unknown keys are an error naming them."""
+        path = Path(path)
+        if not path.is_file():
+            raise DifusiError(f"config file {path} does not exist; pass an existing YAML file to --config")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise DifusiError(f"{path} must hold a YAML mapping of option: value")
+        return cls().with_overrides(values, source=str(path))
+
+    def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides") -> TrainConfig:
+        """A copy with `overrides` applied (None values are skipped: the option was not given)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise DifusiError(f"unknown option(s) in {source}: {', '.join(unknown)}")
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return dataclasses.replace(self, **given)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path) -> None:
+        """Write the resolved config (temp file then rename)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        tmp.replace(path)

@@ -1,0 +1,46 @@
+"""Fold a trained adapter into its base: an official-layout checkpoint that needs no peft to load."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+
+from difusi.errors import DifusiError
+from difusi.model import LLaDAConfig
+from difusi.model.tokenizer import load_tokenizer
+from difusi.tuning.train import load_base
+
+
+def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write base + adapter, merged, to `out` (weights, config, tokenizer); returns `out`.
+
+    `dtype` defaults to the base checkpoint's own (bf16 for LLaDA-8B); merging is done in float32
+    either way. The tokenizer saved with the adapter is preferred over the base's.
+    """
+    adapter, out = Path(adapter), Path(out)
+    if not (adapter / "adapter_config.json").is_file():
+        raise DifusiError(f"no adapter_config.json in {adapter}; pass a run's adapter/ directory")
+    if out.exists() and any(out.iterdir()):
+        raise DifusiError(f"{out} already exists and is not empty; choose a new output directory")
+    model, tokenizer = load_base(base, torch.float32)
+    stored_dtype = LLaDAConfig.from_pretrained(base).dtype  # as written in config.json, before our upcast
+    target_dtype = dtype or stored_dtype or torch.float32
+    try:
+        merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except (ValueError, RuntimeError, KeyError) as error:
+        raise DifusiError(f"adapter {adapter} does not fit base {base!r}: {error}".splitlines()[0]) from error
+    if (adapter / "tokenizer_config.json").is_file():
+        tokenizer = load_tokenizer(str(adapter))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    merged.to(target_dtype).save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if out.exists():
+        out.rmdir()
+    staging.rename(out)
+    return out

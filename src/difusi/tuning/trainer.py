@@ -1,0 +1,169 @@
+"""A small transformers.Trainer subclass: the masked-diffusion loss, LoRA+ groups, and metrics.jsonl.
+
+Everything else (data order, checkpoints and resume, gradient accumulation, mixed precision,
+distributed training through accelerate) is the library's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback
+
+from difusi.diffusion.losses import pretraining_loss, sft_loss
+
+# Optimizer parameter groups, in the order each builder creates them, named for metrics.jsonl.
+TRAINER_GROUPS = ("decay", "no_decay")
+LORAPLUS_GROUPS = ("lora_A", "embedding", "lora_B", "lora_B_no_decay")
+
+
+def noise_generator(seed: int, global_step: int, micro_step: int, rank: int) -> torch.Generator:
+    """The masking-noise generator of one micro-batch, a pure function of where training stands.
+
+    Keyed on the optimizer step rather than a running stream, so a resumed run draws exactly the
+    noise the uninterrupted run drew; keyed on the rank, so data-parallel workers draw differently.
+    """
+    state = np.random.SeedSequence([seed, global_step, micro_step, rank]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) >> 1)
+
+
+class DiffusionTrainer(Trainer):
+    """Trainer whose loss is LLaDA's: `sft_loss` for batches with `prompt_lengths`, else `pretraining_loss`.
+
+    `loraplus_ratio` (set for LoRA+) makes create_optimizer build peft's LoRA+ groups, so the
+    optimizer is created inside the Trainer as FSDP requires. `eval_fn(model) -> dict` replaces
+    the default evaluation loop (the test-set ELBO). Logs gain wall_time_s, tokens_per_s and
+    "lr/<group>" for every parameter group.
+    """
+
+    def __init__(
+        self,
+        *args,
+        mask_id: int,
+        loss_normalization: str = "answer_length",
+        loraplus_ratio: float | None = None,
+        eval_fn=None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.mask_id = mask_id
+        self.loss_normalization = loss_normalization
+        self.loraplus_ratio = loraplus_ratio
+        self.eval_fn = eval_fn
+        # Our loss is a mean per micro-batch: the Trainer must divide it by the accumulation steps.
+        self.model_accepts_loss_kwargs = False
+        self._micro = (-1, 0)  # (global step, micro-batches seen within it)
+        self._clock: dict[str, float] | None = None  # this session's timing, from its first batch
+        self._step_lrs: dict[str, float] = {}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        input_ids = inputs["input_ids"]
+        generator = self._next_noise_generator(input_ids.numel())
+        if "prompt_lengths" in inputs:
+            loss = sft_loss(
+                model, input_ids, inputs["prompt_lengths"], self.mask_id, generator, self.loss_normalization
+            )
+        else:
+            loss = pretraining_loss(model, input_ids, self.mask_id, generator)
+        return (loss, None) if return_outputs else loss
+
+    def _next_noise_generator(self, tokens: int) -> torch.Generator:
+        """Advance the micro-batch position (and the log's counters) and return its noise generator."""
+        step = self.state.global_step
+        micro = self._micro[1] + 1 if self._micro[0] == step else 0
+        self._micro = (step, micro)
+        if self._clock is None:
+            # A resumed run continues the wall clock of the run it resumes.
+            offset = max((e.get("wall_time_s", 0.0) for e in self.state.log_history), default=0.0)
+            now = time.perf_counter()
+            self._clock = {"start": now - offset, "last_log": now, "tokens": 0}
+        self._clock["tokens"] += tokens * self.args.world_size
+        if micro == 0:
+            # The rates this optimizer step uses (the scheduler has moved on by the time it is logged).
+            groups = [(g.get("name", str(i)), g) for i, g in enumerate(self.optimizer.param_groups)]
+            self._step_lrs = {f"lr/{name}": g["lr"] for name, g in groups if g["params"]}
+        return noise_generator(self.args.seed, step, micro, self.args.process_index)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None and self.loraplus_ratio is not None:
+            from peft.optimizers import create_loraplus_optimizer
+
+            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+            kwargs.pop("lr", None)
+            self.optimizer = create_loraplus_optimizer(
+                self.model,
+                optimizer_cls,
+                lr=self.args.learning_rate,
+                loraplus_lr_ratio=self.loraplus_ratio,
+                loraplus_weight_decay=self.args.weight_decay,
+                **kwargs,
+            )
+            names = LORAPLUS_GROUPS
+        else:
+            names = TRAINER_GROUPS
+        optimizer = super().create_optimizer(model)
+        for name, group in zip(names, optimizer.param_groups, strict=False):
+            group.setdefault("name", name)
+        return optimizer
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        if self.eval_fn is None:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.eval_fn(self.model).items()}
+        self.model.train(was_training)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def log(self, logs, start_time=None):
+        if self._clock is not None:
+            now = time.perf_counter()
+            logs["wall_time_s"] = now - self._clock["start"]
+            if "loss" in logs:
+                logs["tokens_per_s"] = self._clock["tokens"] / max(now - self._clock["last_log"], 1e-9)
+                self._clock |= {"last_log": now, "tokens": 0}
+        if "loss" in logs:
+            logs |= self._step_lrs  # flat "lr/<group>" keys, so TensorBoard takes them as scalars
+        super().log(logs, start_time)
+
+
+class MetricsCallback(TrainerCallback):
+    """Appends one JSON line per training or eval log to `path` (main process only).
+
+    On resume, lines past the checkpoint's step are dropped first: the resumed run logs them again.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero or not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines()
+        kept = [line for line in lines if json.loads(line)["step"] <= state.global_step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(self.path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        record = {"step": state.global_step, "epoch": state.epoch}
+        if "loss" in logs:
+            record["loss"] = logs["loss"]
+            record["lr"] = {k.removeprefix("lr/"): v for k, v in logs.items() if k.startswith("lr/")}
+            record["tokens_per_s"] = logs.get("tokens_per_s")
+            record["tokens_seen"] = state.num_input_tokens_seen
+        if "eval_elbo" in logs:
+            record["eval_elbo"] = logs["eval_elbo"]
+        if len(record) == 2:  # neither a training nor an eval entry (e.g. the closing summary)
+            return
+        record["wall_time_s"] = logs.get("wall_time_s")
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
