@@ -1,0 +1,232 @@
+"""The seed's data preparation, end to end: Cendol Collection v2 to a training set and a test set.
+
+1 read and validate the source, 2 keep the chosen subsets (rows with null or empty input/output
+dropped), 3 drop exact duplicates of the normalised (input, output), 4 stratified sample on
+template_name, 5 embed, 6 K-Means, 7 `per_cluster` rows per cluster with top-up, 8 a test set that
+shares no normalised pair with the training set, 9 write everything atomically with a data card.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from difusi.data.atomic import atomic_directory
+from difusi.data.card import distribution, software_versions, write_card
+from difusi.data.cluster import kmeans_clusters, plot_clusters
+from difusi.data.embed import embed_texts
+from difusi.data.sampling import (
+    NORMALISATION,
+    STRATIFIED_ROUNDING,
+    Scan,
+    first_occurrences,
+    normalise,
+    scan,
+    stratified_sample,
+)
+from difusi.data.select import select_per_cluster
+from difusi.data.source import SCHEMA, Source, resolve_source
+from difusi.errors import DifusiError
+
+log = logging.getLogger(__name__)
+
+# The seed's six Indonesian subsets, in the seed's order.
+INDONESIAN_SUBSETS = ("indo_puisi", "wikihow", "wikipedia_id", "safety_prompt", "identity_prompt", "dolly")
+TRAIN_SCHEMA = SCHEMA.append(pa.field("cluster", pa.int32())).append(pa.field("topped_up", pa.bool_()))
+UMAP_PNG = "clusters_umap.png"
+
+
+@dataclass
+class PrepareConfig:
+    """The seed's data settings (defaults) plus the improvements: de-duplication and a capped UMAP plot."""
+
+    subsets: tuple[str, ...] = INDONESIAN_SUBSETS
+    strat_fraction: float = 0.03
+    embedder: str = "indobert"
+    clusters: int = 10
+    per_cluster: int = 1000
+    test_fraction: float = 0.0002
+    test_size: int = 100
+    seed: int = 42
+    keep_duplicates: bool = False
+    umap_points: int = 20_000  # rows drawn in the UMAP picture (UMAP is slow on 10^5 points)
+    plot_umap: bool = True
+    embed_batch_size: int = 64
+    workers: int | None = None  # shards scanned in parallel (default: CPU count, at most 4)
+
+    def __post_init__(self) -> None:
+        self.subsets = tuple(self.subsets)
+        for name in ("strat_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise DifusiError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(self, name)}")
+        for name in ("clusters", "per_cluster", "test_size"):
+            if getattr(self, name) < 1:
+                raise DifusiError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.subsets:
+            raise DifusiError("--subsets needs at least one subset name")
+
+
+@dataclass
+class Candidates:
+    """Stages 1-4: the scan, which rows survive de-duplication, and the stratified sample."""
+
+    scan: Scan
+    unique: np.ndarray  # mask over scan rows (all True with keep_duplicates)
+    stratified: np.ndarray  # positions into scan rows
+
+
+def rng_for(seed: int, stage: int) -> np.random.Generator:
+    """An independent random stream per stage, so changing one stage's draw leaves the others alone."""
+    return np.random.default_rng([seed, stage])
+
+
+def sample_candidates(source: Source, config: PrepareConfig) -> Candidates:
+    """Stages 1-4 over the whole source, streaming: subsets, non-empty, de-duplicated, stratified."""
+    found = scan(source, config.subsets, config.workers)
+    log.info("read %s rows from %d files", f"{found.source_rows:,}", len(source.files))
+    if found.subset_rows == 0:
+        present = ", ".join(list(found.rows_per_subset)[:8])
+        raise DifusiError(
+            f"no rows left after keeping subsets {', '.join(config.subsets)}; the source has {present}"
+        )
+    log.info("kept %s rows of the chosen subsets", f"{found.subset_rows:,}")
+    if len(found.rows) == 0:
+        raise DifusiError(
+            f"no rows left: all {found.subset_rows:,} rows of the chosen subsets have empty text"
+        )
+    log.info("dropped %s rows with null or empty input/output", f"{found.empty_dropped:,}")
+    unique = np.ones(len(found.rows), bool) if config.keep_duplicates else first_occurrences(found.keys)
+    log.info("%s unique rows (%s duplicates removed)", f"{unique.sum():,}", f"{len(unique) - unique.sum():,}")
+    pool = np.flatnonzero(unique)
+    stratified = pool[
+        stratified_sample(found.templates[pool], config.strat_fraction, rng_for(config.seed, 1))
+    ]
+    log.info(
+        "stratified sample: %s rows over %d templates", f"{len(stratified):,}", len(found.template_names)
+    )
+    return Candidates(scan=found, unique=unique, stratified=stratified)
+
+
+def prepare(source: str | Path | Source, out_dir: str | Path, config: PrepareConfig | None = None) -> dict:
+    """Run every stage and write train.parquet, test.parquet, the data card and the UMAP picture.
+
+    The files are built in a temporary directory next to `out_dir` that replaces it at the end, so a
+    failure at any stage leaves no final files. Returns the data card.
+    """
+    config = config or PrepareConfig()
+    with atomic_directory(out_dir) as work:
+        card = _build(source, work, config)
+    log.info("wrote %s", out_dir)
+    return card
+
+
+def _build(source_spec: str | Path | Source, work: Path, config: PrepareConfig) -> dict:
+    source = source_spec if isinstance(source_spec, Source) else resolve_source(source_spec)
+    candidates = sample_candidates(source, config)
+    found, stratified = candidates.scan, candidates.stratified
+    if len(stratified) < config.clusters * config.per_cluster:
+        raise DifusiError(
+            f"stratified sampling kept {len(stratified):,} rows but --clusters {config.clusters} x --per-cluster "
+            f"{config.per_cluster} = {config.clusters * config.per_cluster:,} are needed; "
+            "raise --strat-fraction or lower --per-cluster"
+        )
+    sample = source.read_rows(found.rows[stratified])
+    texts = pc.binary_join_element_wise(
+        pc.fill_null(sample["input"], ""), pc.fill_null(sample["output"], ""), "\n"
+    ).to_pylist()
+    embeddings = embed_texts(texts, config.embedder, config.seed, config.embed_batch_size)
+    labels = kmeans_clusters(embeddings, config.clusters, config.seed)
+    log.info("K-Means cluster sizes: %s", np.bincount(labels, minlength=config.clusters).tolist())
+    if config.plot_umap:
+        plot_clusters(embeddings, labels, work / UMAP_PNG, config.seed, config.umap_points)
+    selection = select_per_cluster(labels, config.clusters, config.per_cluster, rng_for(config.seed, 2))
+    train = sample.take(pa.array(selection.positions))
+    train = train.append_column("cluster", pa.array(labels[selection.positions], pa.int32()))
+    train = train.append_column("topped_up", pa.array(selection.topped_up)).cast(TRAIN_SCHEMA)
+    log.info("training set: %s rows, %d topped up", f"{train.num_rows:,}", int(selection.topped_up.sum()))
+
+    test, test_counts = _test_set(source, candidates, found.keys[stratified[selection.positions]], config)
+    overlap = count_overlap(train, test)
+    if overlap:
+        raise DifusiError(f"internal error: {overlap} test rows repeat a training pair")
+    pq.write_table(train, work / "train.parquet")
+    pq.write_table(test.cast(SCHEMA), work / "test.parquet")
+    card = _card(source_spec, source, candidates, labels, train, test, test_counts, config)
+    write_card(work, card)
+    return card
+
+
+def _test_set(
+    source: Source, candidates: Candidates, train_keys: np.ndarray, config: PrepareConfig
+) -> tuple[pa.Table, dict[str, int]]:
+    """Stage 8: rows sharing no normalised pair with training, stratified undersampling, then a random draw."""
+    found = candidates.scan
+    pool = np.flatnonzero(candidates.unique & ~np.isin(found.keys, train_keys))
+    under = pool[stratified_sample(found.templates[pool], config.test_fraction, rng_for(config.seed, 3))]
+    if len(under) < config.test_size:
+        raise DifusiError(
+            f"test undersampling kept {len(under):,} rows (--test-fraction {config.test_fraction} of "
+            f"{len(pool):,}) but --test-size is {config.test_size}; raise --test-fraction or lower --test-size"
+        )
+    chosen = under[np.sort(rng_for(config.seed, 4).choice(len(under), config.test_size, replace=False))]
+    log.info("test set: %s rows from %s undersampled of %s eligible", config.test_size, len(under), len(pool))
+    counts = {"test_pool_rows": len(pool), "test_undersampled_rows": len(under)}
+    return source.read_rows(found.rows[chosen]), counts
+
+
+def count_overlap(train: pa.Table, test: pa.Table) -> int:
+    """Test rows whose normalised (input, output) equals a training row's, compared as strings."""
+    seen = set(
+        zip(normalise(train["input"]).to_pylist(), normalise(train["output"]).to_pylist(), strict=True)
+    )
+    pairs = zip(normalise(test["input"]).to_pylist(), normalise(test["output"]).to_pylist(), strict=True)
+    return sum(pair in seen for pair in pairs)
+
+
+def _card(source_spec, source, candidates, labels, train, test, test_counts, config) -> dict:
+    found = candidates.scan
+    names = np.array(found.subset_names)
+    removed = np.bincount(found.subsets[~candidates.unique], minlength=len(names))
+    stages = {
+        "source_rows": found.source_rows,
+        "subset_rows": found.subset_rows,
+        "empty_dropped": found.empty_dropped,
+        "non_empty_rows": len(found.rows),
+        "duplicates_removed": int((~candidates.unique).sum()),
+        "unique_rows": int(candidates.unique.sum()),
+        "stratified_rows": len(candidates.stratified),
+        "train_rows": train.num_rows,
+        "topped_up_rows": int(pc.sum(train["topped_up"]).as_py() or 0),
+        **test_counts,
+        "test_rows": test.num_rows,
+    }
+    stratified_subsets = pa.array(names[found.subsets[candidates.stratified]])
+    return {
+        "source": str(source_spec if not isinstance(source_spec, Source) else source.files[0].parent),
+        "files": len(source.files),
+        "stages": stages,
+        "normalisation": NORMALISATION,
+        "stratified_rounding": STRATIFIED_ROUNDING,
+        "overlap": 0,
+        "duplicates_removed_per_subset": {str(n): int(c) for n, c in zip(names, removed, strict=True)},
+        "distributions": {
+            "source_subsets": found.rows_per_subset,
+            "stratified_subsets": distribution(stratified_subsets),
+            "kmeans_cluster_sizes": {
+                str(c): int(n) for c, n in enumerate(np.bincount(labels, minlength=config.clusters))
+            },
+            "train_clusters": distribution(train["cluster"]),
+            "train_subsets": distribution(train["subset_name"]),
+            "train_templates": distribution(train["template_name"]),
+            "test_subsets": distribution(test["subset_name"]),
+            "test_templates": distribution(test["template_name"]),
+        },
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
+        "versions": software_versions(),
+    }
