@@ -3,8 +3,9 @@
 
 Deliberately naive, as officially: full-vocabulary softmax and float64 Gumbel noise over the whole
 [B, T, V] logits at every step, a Python loop over rows for the schedule and the top-k commit, and the
-official EOS/EoT confidence switch with its chained-assignment bug (it suppresses only EoT). Do not
-optimise this module: its value is that it follows the reference step by step. Use `generate`.
+official EOS/EoT confidence switch with its chained-assignment bug (above temperature 0 it
+suppresses only EoT). Do not optimise this module: its value is that it follows the official code
+step by step. Use `generate`.
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ def reference_generate(
             x0 = torch.argmax(logits_with_noise, dim=-1)  # b, l
 
             if confidence_eos_eot_inf:
-                # The official chained assignment, kept as is: EOS is set in the noisy logits (unused
-                # from here on), so only EoT is suppressed in the confidence.
+                # The official chained assignment, kept as is: EOS is set in the noisy logits, which
+                # are the logits themselves only at temperature 0; above it only EoT is suppressed.
                 logits_with_noise[:, :, eos_id] = logits[:, :, eot_id] = -torch.inf
 
             if remasking == "low_confidence":

@@ -172,8 +172,10 @@ def generate(
     `forbid_eos` never samples EOS (the official `logits_eos_inf`). `stop_tokens_last` gives positions
     that predict EOS or end of turn (`eot_id`, required) zero confidence, so they are committed after
     every other position of the block. It is the official `confidence_eos_eot_inf` done right: the
-    official chained assignment `logits_with_noise[..., eos] = logits[..., eot] = -inf` leaves EOS
-    untouched and suppresses only EoT. `eos_id` and `mask_id` default to the model config's.
+    official chained assignment `logits_with_noise[..., eos] = logits[..., eot] = -inf` reaches EOS
+    only at temperature 0 (where the noisy logits are the logits themselves); at temperature > 0 it
+    suppresses only EoT. Here both are suppressed at every temperature. `eos_id` and `mask_id`
+    default to the model config's.
 
     `on_step(step, x)` is called after every step (numbered from 0 over all blocks) with a copy of the
     current [B, L + gen_length] state. Random draws use `generator` (the global RNG when None).

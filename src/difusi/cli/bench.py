@@ -1,0 +1,88 @@
+"""`difusi bench ITEM`: speed benchmarks that print figures (speed claims live here, not in tests).
+
+Each benchmark is a sub-command registered by a function in BENCHMARKS.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+
+def _gen_block(text: str) -> tuple[int, int]:
+    gen_length, _, block_length = text.partition(":")
+    try:
+        return int(gen_length), int(block_length)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not GEN_LENGTH:BLOCK_LENGTH, e.g. 128:32") from None
+
+
+def register_sampler(items: argparse._SubParsersAction) -> None:
+    parser = items.add_parser("sampler", help="tokens/s of generate() against the official algorithm")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="checkpoint directory")
+    source.add_argument("--preset", help="a random model of this preset (e.g. small)")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        type=_gen_block,
+        default=[(64, 64), (128, 32), (256, 32)],
+        metavar="GEN:BLOCK",
+        help="gen_length:block_length pairs, steps = gen_length (default 64:64 128:32 256:32)",
+    )
+    parser.add_argument("--batch-size", type=int, default=4, help="prompts per batch (default 4)")
+    parser.add_argument("--prompt-length", type=int, default=32, help="prompt tokens (default 32)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed runs per sampler, best kept (default 2)"
+    )
+    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    parser.set_defaults(func=run_sampler)
+
+
+BENCHMARKS = [register_sampler]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="speed benchmarks (print tokens/s tables)")
+    items = parser.add_subparsers(dest="item", metavar="ITEM", required=True)
+    for register_item in BENCHMARKS:
+        register_item(items)
+
+
+def _load_model(args: argparse.Namespace, device: torch.device):
+    from difusi.model import LLaDAModelLM
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if args.model is not None:
+        return LLaDAModelLM.from_pretrained(args.model, dtype=dtype).to(device).eval()
+    from difusi.model.presets import preset_config, preset_tokenizer
+
+    config = preset_config(args.preset, preset_tokenizer(args.preset))
+    torch.manual_seed(0)
+    return LLaDAModelLM(config).to(device, dtype).eval()
+
+
+def run_sampler(args: argparse.Namespace) -> None:
+    from difusi.diffusion.benchmark import benchmark_sampler
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = _load_model(args, device)
+    parameters = sum(p.numel() for p in model.parameters())
+    print(
+        f"sampler benchmark: {args.model or args.preset} ({parameters / 1e6:.1f}M parameters), {device}, "
+        f"batch {args.batch_size}, prompt {args.prompt_length}, temperature {args.temperature}, "
+        f"threads {torch.get_num_threads()}"
+    )
+    rows = benchmark_sampler(
+        model, args.settings, args.batch_size, args.prompt_length, args.repeats, args.temperature
+    )
+    print(
+        f"{'gen':>5} {'block':>5} {'steps':>5} {'difusi tok/s':>12} {'official tok/s':>14} {'speedup':>7} identical"
+    )
+    for row in rows:
+        print(
+            f"{row.gen_length:>5} {row.block_length:>5} {row.steps:>5} {row.tokens_per_s:>12.1f} "
+            f"{row.reference_tokens_per_s:>14.1f} {row.speedup:>6.2f}x {'yes' if row.identical else 'no'}"
+        )
