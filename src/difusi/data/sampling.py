@@ -45,31 +45,55 @@ _EPS = 1e-9
 
 
 def normalise(text: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Normalised strings (nulls become empty), vectorised; see the module docstring for the rule."""
-    text = pc.fill_null(text, "")
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
-    non_ascii = pc.invert(pc.string_is_ascii(text))
-    # NFKC leaves ASCII unchanged; only the (few) non-ASCII strings pay for it.
-    if pc.any(non_ascii).as_py():
-        text = pc.replace_with_mask(text, non_ascii, pc.utf8_normalize(text.filter(non_ascii), "NFKC"))
-    text = pc.utf8_lower(text)
-    needs_fix = pc.match_substring_regex(text, _NEEDS_WS_FIX)
-    if pc.any(needs_fix).as_py():
-        fixed = pc.replace_substring_regex(text.filter(needs_fix), rf"{_WS}+", " ")
-        text = pc.replace_with_mask(text, needs_fix, pc.utf8_trim(fixed, " "))
-    return text
+    """Normalised strings (nulls become empty); see the module docstring for the rule."""
+    lowered, special, fixed = _normalise_split(text)
+    return pc.replace_with_mask(lowered, special, fixed) if len(fixed) else lowered
 
 
-def pair_keys(inputs: pa.Array, outputs: pa.Array) -> np.ndarray:
-    """One uint64 hash per normalised (input, output) pair.
+def normalised_hashes(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A uint64 hash of every normalised string and a mask of the strings that normalise to empty.
+
+    Equivalent to hashing `normalise(text)`, without rebuilding the whole array: the few rewritten
+    strings are hashed on their own and scattered into place.
+    """
+    lowered, special, fixed = _normalise_split(text)
+    hashes = pl.from_arrow(lowered).hash(seed=0).to_numpy(writable=True)
+    empty = np.array(pc.equal(pc.binary_length(lowered), 0).to_numpy(zero_copy_only=False))
+    if len(fixed):
+        where = np.flatnonzero(special.to_numpy(zero_copy_only=False))
+        hashes[where] = pl.from_arrow(fixed).hash(seed=0).to_numpy()
+        empty[where] = pc.equal(pc.binary_length(fixed), 0).to_numpy(zero_copy_only=False)
+    return hashes, empty
+
+
+def pair_keys(inputs: pa.Array, outputs: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """One uint64 key per normalised (input, output) pair, and a mask of pairs with an empty side.
 
     Keys only decide equality (the row kept among equals is chosen by source order), so the hash
     function's values never reach the output files; 64 bits make a collision among 10^7 rows about a
     one-in-a-million event.
     """
-    frame = pl.DataFrame({"input": pl.from_arrow(inputs), "output": pl.from_arrow(outputs)})
-    return frame.hash_rows(seed=0).to_numpy()
+    input_hashes, input_empty = normalised_hashes(inputs)
+    output_hashes, output_empty = normalised_hashes(outputs)
+    # An odd multiplier keeps the map from input hash to key one-to-one (it is invertible mod 2^64).
+    keys = input_hashes * np.uint64(0x9E3779B97F4A7C15) + output_hashes
+    return keys, input_empty | output_empty
+
+
+def _normalise_split(text: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Lowercased text, a mask of the strings that need more, and those strings fully normalised.
+
+    For ASCII strings without stray whitespace, lowercasing is the whole rule (NFKC leaves ASCII
+    alone), so only the few other strings pay for NFKC and the whitespace regex.
+    """
+    text = pc.fill_null(text, "")
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    lowered = pc.utf8_lower(text)
+    special = pc.or_(pc.invert(pc.string_is_ascii(text)), pc.match_substring_regex(lowered, _NEEDS_WS_FIX))
+    fixed = pc.utf8_lower(pc.utf8_normalize(text.filter(special), "NFKC"))
+    fixed = pc.utf8_trim(pc.replace_substring_regex(fixed, rf"{_WS}+", " "), " ")
+    return lowered, special, fixed
 
 
 @dataclass
@@ -149,15 +173,13 @@ def _scan_file(source: Source, file_index: int, chosen: pa.Array) -> _FileScan:
             start += batch.num_rows
             continue
         kept = batch.filter(in_subsets)
-        inputs, outputs = normalise(kept.column("input")), normalise(kept.column("output"))
-        non_empty = pc.and_(pc.greater(pc.binary_length(inputs), 0), pc.greater(pc.binary_length(outputs), 0))
-        non_empty_np = non_empty.to_numpy(zero_copy_only=False)
+        batch_keys, has_empty = pair_keys(kept.column("input"), kept.column("output"))
         code_np = pc.filter(code, in_subsets).to_numpy(zero_copy_only=False)
-        empty += np.bincount(code_np[~non_empty_np], minlength=len(chosen))
-        rows.append(start + index[non_empty_np])
-        subsets.append(code_np[non_empty_np])
-        templates.append(pc.fill_null(kept.column("template_name"), "").filter(non_empty))
-        keys.append(pair_keys(inputs.filter(non_empty), outputs.filter(non_empty)))
+        empty += np.bincount(code_np[has_empty], minlength=len(chosen))
+        rows.append(start + index[~has_empty])
+        subsets.append(code_np[~has_empty])
+        templates.append(pc.fill_null(kept.column("template_name"), "").filter(pa.array(~has_empty)))
+        keys.append(batch_keys[~has_empty])
         start += batch.num_rows
     return _FileScan(
         rows_per_subset=rows_per_subset,

@@ -247,7 +247,16 @@ def _subset_rows(subset: str, ordinals: np.ndarray, total: int, rng: np.random.G
         which = rng.integers(0, len(templates), n)
         start = rng.integers(0, size, n)
         inputs = _fill(templates, which, pool.title.take(pa.array(start)))
-        outputs = _paragraphs(pool.sentence, start, rng.integers(5, 15, n), " ")
+        # The first sentence carries the title; the rest are drawn at random, so paragraphs are
+        # (nearly) all distinct, as in the real wiki subsets.
+        follow = _paragraphs(
+            pool.sentence,
+            rng.integers(0, size, n),
+            rng.integers(4, 14, n),
+            " ",
+            step=rng.integers(1, 1_000, n),
+        )
+        outputs = pc.binary_join_element_wise(pool.sentence.take(pa.array(start)), follow, " ")
     elif subset.startswith("nusaparagraph"):
         templates = NUSA_TEMPLATES
         which = rng.integers(0, len(templates), n)
@@ -321,12 +330,21 @@ def _fill(templates: list[Template], which: np.ndarray, subject: pa.Array) -> pa
 
 
 def _paragraphs(
-    sentences: pa.Array, start: np.ndarray, lengths: np.ndarray, sep: str, numbered=False
+    sentences: pa.Array,
+    start: np.ndarray,
+    lengths: np.ndarray,
+    sep: str,
+    numbered: bool = False,
+    step: np.ndarray | None = None,
 ) -> pa.Array:
-    """Row i: `lengths[i]` consecutive corpus sentences from `start[i]` (wrapping), joined by `sep`."""
+    """Row i: `lengths[i]` corpus sentences start[i], start[i] + step[i], ... (wrapping; step 1 by
+    default: consecutive sentences), joined by `sep`, numbered "1. ", "2. ", ... if asked."""
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
-    values = sentences.take(pa.array((np.repeat(start, lengths) + within) % len(sentences)))
+    steps = np.ones(len(start), dtype=np.int64) if step is None else step
+    values = sentences.take(
+        pa.array((np.repeat(start, lengths) + within * np.repeat(steps, lengths)) % len(sentences))
+    )
     if numbered:
         labels = pa.array([f"{i + 1}. " for i in range(int(lengths.max()))]).take(pa.array(within))
         values = pc.binary_join_element_wise(labels, values, "")
