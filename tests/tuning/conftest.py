@@ -38,6 +38,12 @@ def continuation_pairs(start: int, count: int) -> list[tuple[str, str]]:
     return pairs
 
 
+@pytest.fixture(name="write_split")
+def write_split_fixture():
+    """The `write_split(path, pairs)` helper, for tests that build their own data."""
+    return write_split
+
+
 @pytest.fixture(scope="session")
 def sft_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Data directory with 16 train rows (no test split: no eval ELBO)."""

@@ -44,7 +44,9 @@ def test_lora_changes_only_adapter_parameters(make_config, tiny_checkpoint):
     run = fit(make_config(method="lora"))
     original = params(LLaDAModelLM.from_pretrained(tiny_checkpoint))
     trained = params(run.model)
-    base = {name.replace("base_model.model.", "").replace(".base_layer", ""): t for name, t in trained.items()}
+    base = {
+        name.replace("base_model.model.", "").replace(".base_layer", ""): t for name, t in trained.items()
+    }
     frozen = {name: t for name, t in base.items() if "lora_" not in name}
     assert frozen.keys() == original.keys()
     assert all(torch.equal(frozen[name], original[name]) for name in original)
@@ -97,6 +99,51 @@ def test_resume_equals_uninterrupted_training(make_config, tmp_path):
     expected = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in losses if "loss" in e] == [1, 2, 3, 4]
     assert [e["loss"] for e in losses if "loss" in e] == [e["loss"] for e in expected if "loss" in e]
-    assert json.loads((cut / "run_info.json").read_text())["tokens_seen"] == json.loads(
-        (whole / "run_info.json").read_text()
-    )["tokens_seen"]
+    assert (
+        json.loads((cut / "run_info.json").read_text())["tokens_seen"]
+        == json.loads((whole / "run_info.json").read_text())["tokens_seen"]
+    )
+
+
+def test_run_directory_and_eval_elbo(make_config, sft_data_with_test, tiny_checkpoint):
+    run = fit(make_config(method="lora", data=str(sft_data_with_test), eval_steps=2, max_steps=4))
+    out = run.out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter",
+        "checkpoints",
+        "config.yaml",
+        "metrics.jsonl",
+        "run_info.json",
+        "tensorboard",
+    ]
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [(e["step"], e["eval_elbo"]) for e in lines if "eval_elbo" in e]
+    assert [step for step, _ in evals] == [0, 2, 4]  # the base model, then every 2 steps
+    assert all(value > 0 for _, value in evals)
+    train_lines = [e for e in lines if "loss" in e]
+    assert [e["step"] for e in train_lines] == [1, 2, 3, 4]
+    assert set(train_lines[0]) == {
+        "step",
+        "epoch",
+        "loss",
+        "lr",
+        "tokens_per_s",
+        "tokens_seen",
+        "wall_time_s",
+    }
+    assert train_lines[0]["lr"] == {"decay": 1e-2}
+
+    info = json.loads((out / "run_info.json").read_text())
+    assert (info["method"], info["seed"], info["steps"], info["train_rows"], info["world_size"]) == (
+        "lora",
+        42,
+        4,
+        16,
+        1,
+    )
+    assert info["trainable_params"] == 2 * (4 * (64 + 64) * 4 + 2 * (64 + 192) * 4 + (192 + 64) * 4)
+    base_params = sum(p.numel() for p in LLaDAModelLM.from_pretrained(tiny_checkpoint).parameters())
+    assert info["total_params"] == base_params + info["trainable_params"]
+    assert info["tokens_seen"] == train_lines[-1]["tokens_seen"] > 0
+    assert info["truncated_rows"] == run.train_data.truncated
+    assert info["peak_memory_bytes"] > 0 and info["time_per_step_s"] > 0 and info["tokens_per_s"] > 0

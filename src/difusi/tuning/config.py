@@ -1,8 +1,8 @@
-"""Training configuration: one typed dataclass, its YAML form, and command-line overrides.
+"""Run configurations: typed dataclasses, their YAML form, and command-line overrides.
 
 Every option exists once, as a field here; the CLI options and the YAML keys are derived from the
-fields, so the two can never drift apart. Defaults are the seed's settings (max length 512, LoRA
-rank 8, LoRA+ ratio 16, random state 42).
+fields, so the two can never drift apart. TrainConfig defaults are the seed's settings (max length
+512, LoRA rank 8, LoRA+ ratio 16, random state 42).
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from difusi.errors import DifusiError
 METHODS = ("lora", "loraplus", "pissa", "full")
 OBJECTIVES = ("diffusion",)
 PRECISIONS = ("auto", "bf16", "fp32")
-# The projections inside each block. "all-linear" (peft) selects the same seven and skips the
-# output head via get_output_embeddings(); a plain "ff_out" entry would also catch the head.
-BLOCK_LINEARS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
 
 
 def option(default: Any, help: str):
@@ -31,26 +28,11 @@ def option(default: Any, help: str):
 
 
 @dataclass
-class TrainConfig:
-    """Everything one `difusi train` run needs; see configs/*.yaml for complete recipes."""
+class RunConfig:
+    """What every training loop shares: optimisation, precision, logging and checkpoints."""
 
-    base: str = option("GSAI-ML/LLaDA-8B-Instruct", "base model: checkpoint directory or hub id")
-    data: str = option("", "directory holding train.parquet (and test.parquet for eval ELBO)")
-    out: str = option("", "run directory (adapter/, metrics.jsonl, run_info.json, checkpoints/)")
-    method: str = option("lora", f"fine-tuning method: {', '.join(METHODS)}")
-    objective: str = option("diffusion", "training objective (masked-diffusion SFT loss)")
-    loss_normalization: str = option("answer_length", "SFT loss: 'answer_length' (official) or 'token'")
-    # Adapter
-    rank: int = option(8, "LoRA / PiSSA rank r")
-    alpha: float = option(16.0, "LoRA alpha (scale alpha / r)")
-    dropout: float = option(0.05, "LoRA dropout")
-    target_modules: list[str] | str = option(
-        "all-linear", "modules to adapt: 'all-linear' (every block linear, not the head) or a list of names"
-    )
-    loraplus_ratio: float = option(16.0, "LoRA+ learning-rate ratio lr_B / lr_A (>= 1)")
-    pissa_niter: int = option(16, "PiSSA randomized-SVD iterations (0: exact SVD)")
-    # Optimisation
-    learning_rate: float = option(1e-4, "peak learning rate (of lora_A under LoRA+)")
+    out: str = option("", "run directory (metrics.jsonl, run_info.json, config.yaml, checkpoints/)")
+    learning_rate: float = option(1e-4, "peak learning rate")
     batch_size: int = option(4, "micro-batch size per device")
     grad_accumulation: int = option(4, "gradient accumulation steps")
     epochs: float = option(3.0, "training epochs (ignored when max_steps > 0)")
@@ -61,41 +43,19 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping norm (0: none)")
     gradient_checkpointing: bool = option(False, "recompute block activations in the backward pass")
     precision: str = option("auto", "'auto' (bf16 on GPU, fp32 on CPU), 'bf16' or 'fp32'")
-    seed: int = option(42, "seed of the data order, adapter init and masking noise")
-    max_length: int = option(512, "longest tokenized example; longer ones are truncated and counted")
-    # Evaluation, logging, checkpoints
-    eval_steps: int = option(50, "compute the test-set ELBO every N steps (0: only at the end)")
-    eval_mc_num: int = option(8, "Monte Carlo draws per example for the eval ELBO")
-    eval_rows: int = option(100, "test rows used for the eval ELBO (0: all)")
+    seed: int = option(42, "seed of the data order, initialisation and masking noise")
     logging_steps: int = option(10, "write metrics.jsonl every N steps")
     save_steps: int = option(100, "write a resumable checkpoint every N steps")
 
-    def __post_init__(self) -> None:
-        if isinstance(self.target_modules, str) and self.target_modules != "all-linear":
-            self.target_modules = [name.strip() for name in self.target_modules.split(",") if name.strip()]
-
     def validate(self) -> None:
         """Reject bad settings up front, before any model or data is loaded."""
-        if self.method not in METHODS:
-            raise DifusiError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.objective not in OBJECTIVES:
-            raise DifusiError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.precision not in PRECISIONS:
             raise DifusiError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if self.loraplus_ratio < 1:
-            raise DifusiError(
-                f"LoRA+ ratio {self.loraplus_ratio} is below 1; lora_B must learn at least as fast as lora_A "
-                "(use --loraplus-ratio 16, the recommended value)"
-            )
-        if self.rank < 1:
-            raise DifusiError(f"rank {self.rank} must be at least 1")
-        if not self.data:
-            raise DifusiError("no training data given; pass --data DIR (a directory holding train.parquet)")
         if not self.out:
             raise DifusiError("no run directory given; pass --out DIR")
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
+    def from_yaml(cls, path: str | Path):
         """Read a YAML recipe; unknown keys are an error naming them."""
         path = Path(path)
         if not path.is_file():
@@ -105,7 +65,7 @@ class TrainConfig:
             raise DifusiError(f"{path} must hold a YAML mapping of option: value")
         return cls().with_overrides(values, source=str(path))
 
-    def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides") -> TrainConfig:
+    def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides"):
         """A copy with `overrides` applied (None values are skipped: the option was not given)."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - names)
@@ -123,3 +83,68 @@ class TrainConfig:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         tmp.replace(path)
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """Everything one `difusi train` run needs; see configs/*.yaml for complete recipes."""
+
+    base: str = option("GSAI-ML/LLaDA-8B-Instruct", "base model: checkpoint directory or hub id")
+    data: str = option("", "directory holding train.parquet (and test.parquet for the eval ELBO)")
+    method: str = option("lora", f"fine-tuning method: {', '.join(METHODS)}")
+    objective: str = option("diffusion", "training objective (masked-diffusion SFT loss)")
+    loss_normalization: str = option("answer_length", "SFT loss: 'answer_length' (official) or 'token'")
+    max_length: int = option(512, "longest tokenized example; longer answers are cut and counted")
+    # Adapter
+    rank: int = option(8, "LoRA / PiSSA rank r")
+    alpha: float = option(16.0, "LoRA alpha (scale alpha / r)")
+    dropout: float = option(0.05, "LoRA dropout")
+    # "all-linear" (peft) takes q/k/v_proj, attn_out, ff_proj, up_proj and the block ff_out and skips
+    # the output head (found through get_output_embeddings); a plain "ff_out" entry would catch it too.
+    target_modules: list[str] | str = option(
+        "all-linear", "modules to adapt: 'all-linear' (every block linear, not the head) or a list of names"
+    )
+    loraplus_ratio: float = option(16.0, "LoRA+ learning-rate ratio lr_B / lr_A (>= 1)")
+    pissa_niter: int = option(16, "PiSSA randomized-SVD iterations (0: exact SVD)")
+    # Evaluation
+    eval_steps: int = option(50, "compute the test-set ELBO every N steps (0: only before and after)")
+    eval_mc_num: int = option(8, "Monte Carlo draws per example for the eval ELBO")
+    eval_rows: int = option(100, "test rows used for the eval ELBO (0: all)")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_modules, str) and self.target_modules != "all-linear":
+            self.target_modules = [name.strip() for name in self.target_modules.split(",") if name.strip()]
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise DifusiError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.objective not in OBJECTIVES:
+            raise DifusiError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.loraplus_ratio < 1:
+            raise DifusiError(
+                f"LoRA+ ratio {self.loraplus_ratio} is below 1; lora_B must learn at least as fast as lora_A "
+                "(use --loraplus-ratio 16, the recommended value)"
+            )
+        if self.rank < 1:
+            raise DifusiError(f"rank {self.rank} must be at least 1")
+        if not self.data:
+            raise DifusiError("no training data given; pass --data DIR (a directory holding train.parquet)")
+        super().validate()
+
+
+@dataclass
+class PretrainConfig(RunConfig):
+    """Masked-diffusion pretraining from scratch of a preset model (the offline demo's base)."""
+
+    corpus: str = option(
+        "", "text file, or directory of .txt files, one document per line (default: built-in)"
+    )
+    preset: str = option("small", "model preset to build and train (tiny, small)")
+    seq_len: int = option(128, "tokens per training sequence (documents are packed, EOS between them)")
+    learning_rate: float = option(1e-3, "peak learning rate")
+    batch_size: int = option(32, "micro-batch size per device")
+    grad_accumulation: int = option(1, "gradient accumulation steps")
+    epochs: float = option(1.0, "passes over the corpus (ignored when max_steps > 0)")
+    warmup_ratio: float = option(0.02, "share of the steps spent warming the learning rate up")
+    weight_decay: float = option(0.1, "AdamW weight decay")
+    save_steps: int = option(200, "write a resumable checkpoint every N steps")

@@ -3,7 +3,7 @@
 Run directory (what evaluation reads):
   adapter/         PEFT adapter for the ORIGINAL base (full fine-tuning: model/, a whole checkpoint)
   metrics.jsonl    one line per logged step: step, epoch, loss, lr per group, tokens/s, wall time, eval ELBO
-  run_info.json    method, base, seed, parameter counts, peak memory, time per step, rows, tokens
+  run_info.json    method, base, seed, parameter counts, peak memory, time per step, tokens/s, rows, tokens
   config.yaml      the resolved TrainConfig
   tensorboard/     TensorBoard event files
   checkpoints/     resumable Trainer checkpoints
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import resource
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +21,12 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from difusi.data.atomic import atomic_directory
 from difusi.errors import DifusiError
 from difusi.model import LLaDAModelLM
 from difusi.model.tokenizer import load_tokenizer, special_token_ids
 from difusi.tuning.adapters import attach_adapter, check_adapter_fits, save_adapter
-from difusi.tuning.config import TrainConfig
+from difusi.tuning.config import RunConfig, TrainConfig
 from difusi.tuning.data import SFTData, load_sft_data, sft_collator, split_path
 from difusi.tuning.trainer import DiffusionTrainer, MetricsCallback
 
@@ -48,13 +48,28 @@ def use_bf16(precision: str) -> bool:
     return precision == "bf16" or (precision == "auto" and torch.cuda.is_available())
 
 
-def atomic_write_json(path: Path, payload: dict) -> None:
+def write_json(path: Path, payload: dict) -> None:
+    """Write `payload` as JSON (temp file then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)
 
 
-def training_arguments(config: TrainConfig, out: Path, evaluate_during: bool) -> TrainingArguments:
+def resume_checkpoint(out: Path, resume: bool) -> str | None:
+    """The checkpoint to continue from (None for a fresh run); refuses to mix two runs in one directory."""
+    checkpoints = out / "checkpoints"
+    if resume:
+        checkpoint = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        if checkpoint is None:
+            raise DifusiError(f"no checkpoint to resume in {checkpoints}; run again without --resume")
+        return checkpoint
+    if (out / "metrics.jsonl").exists():
+        raise DifusiError(f"{out} already holds a run; pass --resume to continue it or choose a new --out")
+    return None
+
+
+def training_arguments(config: RunConfig, out: Path, eval_steps: int = 0) -> TrainingArguments:
+    """transformers TrainingArguments of a run; `eval_steps` > 0 evaluates every that many steps."""
     return TrainingArguments(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=config.batch_size,
@@ -73,16 +88,44 @@ def training_arguments(config: TrainConfig, out: Path, evaluate_during: bool) ->
         seed=config.seed,
         data_seed=config.seed,
         logging_steps=config.logging_steps,
-        eval_strategy="steps" if evaluate_during else "no",
-        eval_steps=config.eval_steps if evaluate_during else None,
+        eval_strategy="steps" if eval_steps > 0 else "no",
+        eval_steps=eval_steps or None,
         save_strategy="steps",
         save_steps=config.save_steps,
-        report_to="none",  # TensorBoard is added as a callback with our directory
+        report_to="none",  # TensorBoard comes from trainer_callbacks, writing where we say
         remove_unused_columns=False,  # our batches carry prompt_lengths, which forward() does not take
         include_num_input_tokens_seen="all",
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
     )
+
+
+def trainer_callbacks(out: Path) -> list:
+    """TensorBoard logs in OUT/tensorboard and metrics lines in OUT/metrics.jsonl."""
+    tensorboard = TensorBoardCallback()
+    tensorboard.logging_dir = str(out / "tensorboard")
+    return [tensorboard, MetricsCallback(out / "metrics.jsonl")]
+
+
+def run_summary(trainer: DiffusionTrainer, train_metrics: dict, checkpoint: str | None) -> dict:
+    """Sizes, memory and speed of a finished run (this session's speed when it was resumed)."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if torch.cuda.is_available():
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    resumed_step = int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+    return {
+        "seed": trainer.args.seed,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "peak_memory_bytes": peak,
+        "time_per_step_s": train_metrics["train_runtime"] / max(trainer.state.global_step - resumed_step, 1),
+        "tokens_per_s": trainer.session_tokens / train_metrics["train_runtime"],
+        "steps": trainer.state.global_step,
+        "tokens_seen": trainer.state.num_input_tokens_seen,
+        "world_size": trainer.args.world_size,
+    }
 
 
 @dataclass
@@ -102,57 +145,28 @@ class Run:
 
     def fit(self) -> Path:
         """Train (from `checkpoint` when resuming), evaluate, save; returns the run directory."""
-        trainer, out, checkpoint = self.trainer, self.out, self.checkpoint
-        if checkpoint is None and trainer.eval_fn is not None:
+        trainer, config = self.trainer, self.config
+        if self.checkpoint is None and trainer.eval_fn is not None:
             trainer.evaluate()  # the base model's ELBO, logged at step 0
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-        if trainer.eval_fn is not None:
+        result = trainer.train(resume_from_checkpoint=self.checkpoint)
+        if trainer.eval_fn is not None and trainer.last_eval_step != trainer.state.global_step:
             trainer.evaluate()
         if trainer.is_world_process_zero():
-            resumed_step = int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
-            self._save_outputs(
-                result.metrics["train_runtime"] / max(trainer.state.global_step - resumed_step, 1)
-            )
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            with atomic_directory(self.out / ("model" if config.method == "full" else "adapter")) as staging:
+                if config.method == "full":
+                    model.save_pretrained(staging)
+                else:
+                    save_adapter(model, config, staging, self.out / PISSA_INITIAL_DIR)
+                self.tokenizer.save_pretrained(staging)
+            info = {"method": config.method, "base": config.base}
+            info |= run_summary(trainer, result.metrics, self.checkpoint)
+            info |= {"train_rows": self.train_data.rows, "truncated_rows": self.train_data.truncated}
+            write_json(self.out / "run_info.json", info)
         trainer.accelerator.wait_for_everyone()
-        return out
-
-    def _save_outputs(self, time_per_step: float) -> None:
-        config, out, trainer = self.config, self.out, self.trainer
-        final = out / ("model" if config.method == "full" else "adapter")
-        staging = out / f".{final.name}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        if config.method == "full":
-            model.save_pretrained(staging)
-        else:
-            save_adapter(model, config, staging, out / PISSA_INITIAL_DIR)
-        self.tokenizer.save_pretrained(staging)
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-
-        if torch.cuda.is_available():
-            peak = torch.cuda.max_memory_allocated()
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-        atomic_write_json(
-            out / "run_info.json",
-            {
-                "method": config.method,
-                "base": config.base,
-                "seed": config.seed,
-                "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                "total_params": sum(p.numel() for p in model.parameters()),
-                "peak_memory_bytes": peak,
-                "time_per_step_s": time_per_step,
-                "steps": trainer.state.global_step,
-                "train_rows": self.train_data.rows,
-                "truncated_rows": self.train_data.truncated,
-                "tokens_seen": trainer.state.num_input_tokens_seen,
-                "world_size": trainer.args.world_size,
-            },
-        )
+        return self.out
 
 
 def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
@@ -162,20 +176,12 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
     """
     config.validate()
     out = Path(config.out)
-    checkpoint = None
-    if resume:
-        checkpoints = out / "checkpoints"
-        checkpoint = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-        if checkpoint is None:
-            raise DifusiError(f"no checkpoint to resume in {checkpoints}; run again without --resume")
-    elif (out / "metrics.jsonl").exists():
-        raise DifusiError(f"{out} already holds a run; pass --resume to continue it or choose a new --out")
+    checkpoint = resume_checkpoint(out, resume)
     if not split_path(config.data, "train").is_file():
         raise DifusiError(
             f"no train.parquet in {config.data}; run `difusi prepare` or pass the prepared data directory"
         )
-    bf16 = use_bf16(config.precision)
-    base, tokenizer = load_base(config.base, torch.bfloat16 if bf16 else torch.float32)
+    base, tokenizer = load_base(config.base, torch.bfloat16 if use_bf16(config.precision) else torch.float32)
     ids = special_token_ids(tokenizer, base.config)
     train_data = load_sft_data(config.data, "train", tokenizer, config.max_length)
     test_data = None
@@ -188,27 +194,23 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
     config.to_yaml(out / "config.yaml")
     set_seed(config.seed)  # adapter init (and PiSSA's randomized SVD) draw from the global RNG
     model = base if config.method == "full" else attach_adapter(base, config, out / PISSA_INITIAL_DIR)
-
-    eval_fn = _elbo_eval(test_data, config) if test_data is not None else None
-    tensorboard = TensorBoardCallback()
-    tensorboard.logging_dir = str(out / "tensorboard")
     trainer = DiffusionTrainer(
         model=model,
-        args=training_arguments(config, out, evaluate_during=eval_fn is not None and config.eval_steps > 0),
+        args=training_arguments(config, out, eval_steps=config.eval_steps if test_data else 0),
         train_dataset=train_data.examples,
-        eval_dataset=test_data.examples if test_data is not None else None,
+        eval_dataset=test_data.examples if test_data else None,
         data_collator=sft_collator(ids.pad),
         processing_class=tokenizer,
-        callbacks=[tensorboard, MetricsCallback(out / "metrics.jsonl")],
+        callbacks=trainer_callbacks(out),
         mask_id=ids.mask,
         loss_normalization=config.loss_normalization,
         loraplus_ratio=config.loraplus_ratio if config.method == "loraplus" else None,
-        eval_fn=eval_fn,
+        eval_fn=elbo_eval(test_data, config) if test_data else None,
     )
     return Run(config, out, trainer, tokenizer, train_data, checkpoint)
 
 
-def _elbo_eval(test_data: SFTData, config: TrainConfig):
+def elbo_eval(test_data: SFTData, config: TrainConfig):
     """Test-set negative ELBO per answer token, with a fixed generator so every eval is comparable."""
     from difusi.diffusion.likelihood import dataset_elbo
 

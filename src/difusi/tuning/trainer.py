@@ -59,6 +59,8 @@ class DiffusionTrainer(Trainer):
         self._micro = (-1, 0)  # (global step, micro-batches seen within it)
         self._clock: dict[str, float] | None = None  # this session's timing, from its first batch
         self._step_lrs: dict[str, float] = {}
+        self.session_tokens = 0  # tokens (all processes) trained on since this process started
+        self.last_eval_step: int | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         input_ids = inputs["input_ids"]
@@ -82,6 +84,7 @@ class DiffusionTrainer(Trainer):
             now = time.perf_counter()
             self._clock = {"start": now - offset, "last_log": now, "tokens": 0}
         self._clock["tokens"] += tokens * self.args.world_size
+        self.session_tokens += tokens * self.args.world_size
         if micro == 0:
             # The rates this optimizer step uses (the scheduler has moved on by the time it is logged).
             groups = [(g.get("name", str(i)), g) for i, g in enumerate(self.optimizer.param_groups)]
@@ -117,6 +120,7 @@ class DiffusionTrainer(Trainer):
         self.model.eval()
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.eval_fn(self.model).items()}
         self.model.train(was_training)
+        self.last_eval_step = self.state.global_step
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics

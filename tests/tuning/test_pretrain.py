@@ -1,0 +1,75 @@
+"""`difusi pretrain` on the tiny preset: packing, a short run, the checkpoint it writes, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from difusi import LLaDAModelLM
+from difusi.errors import DifusiError
+from difusi.model.presets import build_checkpoint, preset_tokenizer
+from difusi.tuning.config import PretrainConfig
+from difusi.tuning.pretrain import pack_corpus, pretrain, read_corpus
+
+
+def test_read_corpus_file_and_directory(tmp_path):
+    (tmp_path / "a.txt").write_text("Saya makan nasi.\n\n  Dia minum teh.  \n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("Kami pergi ke pasar.\n")
+    (tmp_path / "notes.md").write_text("ignored\n")
+    assert read_corpus(tmp_path / "a.txt") == ["Saya makan nasi.", "Dia minum teh."]
+    assert read_corpus(tmp_path) == ["Saya makan nasi.", "Dia minum teh.", "Kami pergi ke pasar."]
+    assert len(read_corpus(None)) == 32780  # the built-in offline news corpus
+
+
+def test_pack_corpus_joins_with_eos_and_drops_the_tail():
+    tokenizer = preset_tokenizer("tiny")
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    texts = ["Saya makan nasi.", "Dia minum teh."]
+    stream = []
+    for text in texts:
+        stream += tokenizer.encode(text, add_special_tokens=False) + [eos]
+    blocks = pack_corpus(texts, tokenizer, 4, eos)
+    assert [b["input_ids"] for b in blocks] == [stream[i : i + 4] for i in range(0, len(stream) - 3, 4)]
+    with pytest.raises(
+        DifusiError, match=f"^the corpus gives {len(stream)} tokens, fewer than one sequence of 999;"
+    ):
+        pack_corpus(texts, tokenizer, 999, eos)
+
+
+def test_pretrain_tiny_writes_a_loadable_checkpoint(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["Indonesia adalah negara kepulauan terbesar di dunia."] * 40))
+    config = PretrainConfig(
+        out=str(tmp_path / "run"), corpus=str(corpus), preset="tiny", seq_len=32, batch_size=4,
+        max_steps=3, logging_steps=1, precision="fp32", learning_rate=1e-2, warmup_ratio=0.0,
+    )  # fmt: skip
+    out = pretrain(config)
+    model = LLaDAModelLM.from_pretrained(out / "model")
+    assert (out / "model" / "tokenizer.json").is_file()
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3]
+    assert all(line["tokens_seen"] == 4 * 32 * line["step"] for line in lines)
+    info = json.loads((out / "run_info.json").read_text())
+    assert (info["preset"], info["corpus_texts"], info["steps"]) == ("tiny", 40, 3)
+    assert info["trainable_params"] == info["total_params"] == sum(p.numel() for p in model.parameters())
+    # the weights moved away from the preset's random initialisation
+    initial = LLaDAModelLM.from_pretrained(build_checkpoint("tiny", tmp_path / "init", seed=42))
+    assert not torch.equal(initial.model.transformer.wte.weight, model.model.transformer.wte.weight)
+
+
+def test_pretrain_errors(tmp_path):
+    with pytest.raises(DifusiError, match="^corpus .*missing.txt does not exist; pass a text file"):
+        pretrain(
+            PretrainConfig(out=str(tmp_path / "run"), corpus=str(tmp_path / "missing.txt"), preset="tiny")
+        )
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(DifusiError, match="^corpus .*empty.txt holds no text"):
+        pretrain(PretrainConfig(out=str(tmp_path / "run"), corpus=str(tmp_path / "empty.txt"), preset="tiny"))
+    with pytest.raises(DifusiError, match="^seq_len 4096 exceeds preset 'tiny''s maximum 256$"):
+        pretrain(PretrainConfig(out=str(tmp_path / "run"), preset="tiny", seq_len=4096))
+    with pytest.raises(DifusiError, match="^unknown model preset 'huge'"):
+        pretrain(PretrainConfig(out=str(tmp_path / "run"), preset="huge"))
+    assert not (tmp_path / "run").exists()
