@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from difusi.diffusion.sampler import REMASKING, generate
+from difusi.diffusion.sampler import REMASKING, check_sampler_settings, generate
 
 
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> None:
     from difusi.model import LLaDAModelLM
     from difusi.model.tokenizer import load_tokenizer
 
+    check_sampler_settings(**sampler_kwargs(args))  # fail before a long model load
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     tokenizer = load_tokenizer(args.model)

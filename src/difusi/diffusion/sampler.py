@@ -66,6 +66,32 @@ def gumbel_argmax(
     return (logits.double().exp() / (-torch.log(u)) ** temperature).argmax(dim=-1)
 
 
+def check_sampler_settings(
+    steps: int, gen_length: int, block_length: int, temperature: float, cfg_scale: float, remasking: str
+) -> None:
+    """Raise DifusiError naming the problem and the fix for sampler settings `generate` cannot honour
+    (callable before a model is loaded)."""
+    if min(steps, gen_length, block_length) < 1:
+        raise DifusiError(
+            f"steps ({steps}), gen_length ({gen_length}) and block_length ({block_length}) must be positive"
+        )
+    if gen_length % block_length:
+        raise DifusiError(
+            f"gen_length {gen_length} is not divisible by block_length {block_length}; "
+            "use a block_length that divides gen_length"
+        )
+    num_blocks = gen_length // block_length
+    if steps % num_blocks:
+        raise DifusiError(
+            f"steps {steps} is not divisible by the number of blocks {num_blocks} "
+            f"(gen_length / block_length); use a multiple of {num_blocks}"
+        )
+    if remasking not in REMASKING:
+        raise DifusiError(f"unknown remasking {remasking!r}; use one of {', '.join(REMASKING)}")
+    if temperature < 0 or cfg_scale < 0:
+        raise DifusiError(f"temperature ({temperature}) and cfg_scale ({cfg_scale}) must not be negative")
+
+
 def check_generate_args(
     model,
     prompt: torch.Tensor,
@@ -85,31 +111,13 @@ def check_generate_args(
         )
     if prompt.shape[0] == 0 or prompt.shape[1] == 0:
         raise DifusiError("prompt is empty; give at least one token (e.g. the chat template's BOS)")
-    if min(steps, gen_length, block_length) < 1:
-        raise DifusiError(
-            f"steps ({steps}), gen_length ({gen_length}) and block_length ({block_length}) must be positive"
-        )
-    if gen_length % block_length:
-        raise DifusiError(
-            f"gen_length {gen_length} is not divisible by block_length {block_length}; "
-            "use a block_length that divides gen_length"
-        )
-    num_blocks = gen_length // block_length
-    if steps % num_blocks:
-        raise DifusiError(
-            f"steps {steps} is not divisible by the number of blocks {num_blocks} "
-            f"(gen_length / block_length); use a multiple of {num_blocks}"
-        )
+    check_sampler_settings(steps, gen_length, block_length, temperature, cfg_scale, remasking)
     max_length = model.config.max_sequence_length
     if prompt.shape[1] + gen_length > max_length:
         raise DifusiError(
             f"prompt ({prompt.shape[1]} tokens) plus gen_length ({gen_length}) exceeds the model's "
             f"max_sequence_length {max_length}; shorten the prompt or lower gen_length"
         )
-    if remasking not in REMASKING:
-        raise DifusiError(f"unknown remasking {remasking!r}; use one of {', '.join(REMASKING)}")
-    if temperature < 0 or cfg_scale < 0:
-        raise DifusiError(f"temperature ({temperature}) and cfg_scale ({cfg_scale}) must not be negative")
     if attention_mask is None:
         return
     if attention_mask.shape != prompt.shape:
