@@ -20,6 +20,7 @@ from difusi.evaluation.metrics import (
     exact_match,
     normalize_answer,
     rouge_l,
+    seed_mean_bootstrap_ci,
 )
 
 
@@ -122,3 +123,15 @@ def test_bootstrap_is_seeded_and_checks_alpha():
     )
     with pytest.raises(DifusiError, match="alpha must be in"):
         bootstrap_ci(rows, BLEU_SCORE, alpha=1.5)
+
+
+def test_seed_mean_bootstrap_averages_runs_on_shared_resamples():
+    first, second = _varied_rows(12), _varied_rows(13)[1:]
+    single = bootstrap_ci(first, CHRF_PP, n_resamples=200, seed=1)
+    # Two copies of one run: every resample scores both the same, so nothing changes.
+    assert seed_mean_bootstrap_ci([first, first], CHRF_PP, n_resamples=200, seed=1) == single
+    both = seed_mean_bootstrap_ci([first, second], CHRF_PP, n_resamples=200, seed=1)
+    assert both.estimate == pytest.approx((CHRF_PP(first) + CHRF_PP(second)) / 2)
+    assert both.low <= both.estimate <= both.high
+    with pytest.raises(DifusiError, match="same, non-zero number of rows"):
+        seed_mean_bootstrap_ci([first, second[:5]], CHRF_PP)

@@ -185,11 +185,11 @@ def generate_answers(
 def score_references(
     model, examples: list[dict], mc_num: int, batch_size: int, seed: int
 ) -> list[tuple[float, int]]:
-    """Per test row: (summed negative ELBO of the reference answer in nats, answer tokens scored)."""
+    """Per SFT example: (summed negative ELBO of its answer in nats, answer tokens scored)."""
     from difusi.diffusion.likelihood import dataset_elbo
 
-    generator = torch.Generator().manual_seed(seed)
-    return dataset_elbo(model, examples, mc_num=mc_num, batch_size=batch_size, generator=generator)
+    result = dataset_elbo(model, examples, mc_num, batch_size, torch.Generator().manual_seed(seed))
+    return [(example.nelbo, example.answer_tokens) for example in result.per_example]
 
 
 def summarize(rows: list[dict]) -> tuple[dict, dict]:

@@ -41,7 +41,11 @@ def plot_training_curves(groups: Sequence[MethodGroup], key: str, x: str, path: 
     for colour, group in enumerate(groups):
         labelled = False
         for run in group.runs:
-            points = [(entry[x], entry[key]) for entry in run.train_log if entry.get(key) is not None]
+            points = [
+                (entry[x], entry[key])
+                for entry in run.train_log
+                if entry.get(key) is not None and entry.get(x) is not None
+            ]
             if not points:
                 continue
             xs, ys = (np.asarray(values, dtype=float) for values in zip(*points, strict=True))

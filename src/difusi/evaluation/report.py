@@ -42,6 +42,8 @@ REPORTED_METRICS = (
 BAR_METRICS = tuple(
     m for m in REPORTED_METRICS if m.key in ("chrf_pp", "bleu", "rouge_l", "exact_match", "nelbo_per_token")
 )
+# The metrics broken down per subset in the report (metrics.json holds them all).
+SUBSET_METRICS = tuple(m for m in REPORTED_METRICS if m.key in ("chrf_pp", "nelbo_per_token"))
 EXAMPLES = 3  # test rows shown side by side
 EXAMPLE_CHARS = 240  # longer texts are cut in the examples table
 
@@ -373,8 +375,8 @@ def write_report(
         "for several seeds the seed-mean is resampled, so the interval reflects the test set, not the seeds.",
         interval_table(groups, intervals),
         "![Test metrics with 95% bootstrap intervals](metrics.png)",
-        "## Per subset (chrF++)",
-        subset_table(groups, REPORTED_METRICS[0]),
+        "## Per subset",
+        *(f"{metric.title}:\n\n{subset_table(groups, metric)}" for metric in SUBSET_METRICS),
         "## Training cost",
         training_table(groups) if any(group.trained for group in groups) else "No trained runs were given.",
         *figures,

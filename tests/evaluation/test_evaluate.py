@@ -1,0 +1,163 @@
+"""`difusi evaluate` end to end on the tiny checkpoint and a 4-row test set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from difusi import LLaDAModelLM
+from difusi.cli import main
+from difusi.errors import DifusiError
+from difusi.evaluation.evaluate import (
+    EvaluationConfig,
+    SamplerSettings,
+    decode_answer,
+    evaluate,
+    fit_prompt,
+    generate_answers,
+    load_model,
+    summarize,
+)
+from difusi.model.tokenizer import special_token_ids
+
+ROWS = [
+    ("dolly", "dolly_0", "Apa ibu kota Indonesia?", "Jakarta."),
+    (
+        "wikihow",
+        "wikihow_0",
+        "Bagaimana cara mencuci tangan dengan benar?",
+        "Gunakan sabun dan air mengalir.",
+    ),
+    ("dolly", "dolly_0", "Sebutkan satu pulau.", "Bali."),
+    ("wikihow", "wikihow_1", "Tulis langkah pertama memasak nasi.", "Cuci beras sampai bersih."),
+]
+CONFIG = EvaluationConfig(
+    sampler=SamplerSettings(steps=8, gen_length=8, block_length=4), batch_size=3, mc_num=2, max_length=64
+)
+
+
+@pytest.fixture(scope="module")
+def test_parquet(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "test.parquet"
+    columns = {
+        "dataset_name": ["cendol"] * 4,
+        "subset_name": [row[0] for row in ROWS],
+        "prompt_id": [row[1] for row in ROWS],
+        "template_name": [row[1] for row in ROWS],
+        "dataset_key": ["train"] * 4,
+        "input": [row[2] for row in ROWS],
+        "output": [row[3] for row in ROWS],
+    }
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_evaluate_writes_generations_and_metrics(tiny_checkpoint, test_parquet, tmp_path):
+    metrics = evaluate(str(tiny_checkpoint), test_parquet, tmp_path, config=CONFIG, progress=False)
+    records = _jsonl(tmp_path / "generations.jsonl")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert [record["id"] for record in records] == [0, 1, 2, 3]
+    assert [(r["subset_name"], r["template_name"], r["prompt"], r["reference"]) for r in records] == [
+        (subset, template, prompt, answer) for subset, template, prompt, answer in ROWS
+    ]
+    assert all(0 <= record["answer_tokens"] <= 8 for record in records)
+    assert all(record["nelbo"] > 0 and record["reference_tokens"] > 0 for record in records)
+    overall, per_subset = summarize(records)
+    assert metrics["overall"] == overall and metrics["per_subset"] == per_subset
+    assert {name: values["n"] for name, values in per_subset.items()} == {"dolly": 2, "wikihow": 2}
+    assert metrics["label"] == "base" and metrics["adapter"] is None and metrics["n"] == 4
+    assert metrics["sampler"] == {
+        "steps": 8,
+        "gen_length": 8,
+        "block_length": 4,
+        "temperature": 0.0,
+        "cfg_scale": 0.0,
+        "remasking": "low_confidence",
+    }
+    assert metrics["truncated_prompts"] == 0 and metrics["truncated_references"] == 0
+
+    # Batching (length-sorted, left-padded) does not change a row's answer: row 1 generated alone.
+    model, tokenizer = load_model(str(tiny_checkpoint))
+    prompt = fit_prompt(tokenizer, ROWS[1][2], CONFIG.max_length - 8)
+    [(alone, alone_tokens)] = generate_answers(
+        model, tokenizer, [prompt.ids], CONFIG.sampler, 1, progress=False
+    )
+    assert (records[1]["generation"], records[1]["answer_tokens"]) == (alone, alone_tokens)
+
+
+def test_evaluate_with_adapter_takes_the_runs_method_as_label(tiny_checkpoint, test_parquet, tmp_path):
+    torch.manual_seed(0)
+    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(LLaDAModelLM.from_pretrained(tiny_checkpoint), lora).save_pretrained(
+        tmp_path / "run" / "adapter"
+    )
+    (tmp_path / "run" / "run_info.json").write_text(json.dumps({"method": "lora", "seed": 1}))
+    config = EvaluationConfig(sampler=CONFIG.sampler, mc_num=2, max_length=64, limit=2)
+    adapter = str(tmp_path / "run" / "adapter")
+    metrics = evaluate(
+        str(tiny_checkpoint), test_parquet, tmp_path / "eval", adapter, config=config, progress=False
+    )
+    assert metrics["label"] == "lora" and metrics["n"] == 2 and metrics["adapter"] == adapter
+    # Same rows, same Monte Carlo draws: only the adapter's weights can move the ELBO.
+    base = evaluate(str(tiny_checkpoint), test_parquet, tmp_path / "base", config=config, progress=False)
+    assert base["overall"]["nelbo_per_token"] != metrics["overall"]["nelbo_per_token"]
+
+
+def test_evaluate_cli(tiny_checkpoint, test_parquet, tmp_path, capsys):
+    args = ["evaluate", "--base", str(tiny_checkpoint), "--data", str(test_parquet), "--out", str(tmp_path)]
+    small = [
+        "--steps",
+        "4",
+        "--gen-length",
+        "4",
+        "--block-length",
+        "4",
+        "--mc-num",
+        "1",
+        "--max-length",
+        "48",
+    ]
+    assert main([*args, *small, "--limit", "1", "--label", "tiny", "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("tiny: 1 rows  chrF++ ")
+    assert json.loads((tmp_path / "metrics.json").read_text())["sampler"]["gen_length"] == 4
+
+    assert main([*args, "--gen-length", "64", "--block-length", "32", "--max-length", "64"]) == 2
+    assert "difusi evaluate: error: --gen-length 64 leaves no room for a prompt in --max-length 64" in (
+        capsys.readouterr().err
+    )
+    broken = tmp_path / "broken.parquet"
+    pq.write_table(pa.table({"input": ["a"], "output": ["b"]}), broken)
+    assert (
+        main(["evaluate", "--base", str(tiny_checkpoint), "--data", str(broken), "--out", str(tmp_path)]) == 2
+    )
+    assert f"error: {broken} lacks column 'subset_name'" in capsys.readouterr().err
+
+
+def test_fit_prompt_cuts_the_user_message_and_keeps_the_markup(tiny_tokenizer):
+    content = "Ceritakan sejarah panjang kota Jakarta dari masa ke masa. " * 10
+    whole = fit_prompt(tiny_tokenizer, content, 1000)
+    cut = fit_prompt(tiny_tokenizer, content, 40)
+    assert not whole.truncated and cut.truncated
+    assert len(cut.ids) <= 40 and content.startswith(cut.content.strip())
+    assert cut.ids[-6:] == whole.ids[-6:]  # still ends in <|eot_id|> and the assistant header
+    with pytest.raises(DifusiError, match="the chat markup alone exceeds 5 prompt tokens"):
+        fit_prompt(tiny_tokenizer, content, 5)
+
+
+def test_decode_answer_stops_at_eos_or_end_of_turn(tiny_tokenizer):
+    ids = special_token_ids(tiny_tokenizer)
+    word = tiny_tokenizer.encode("Jakarta", add_special_tokens=False)
+    stop = {ids.eos, ids.eot}
+    assert decode_answer(tiny_tokenizer, [*word, ids.eot, *word], stop) == ("Jakarta", len(word))
+    assert decode_answer(tiny_tokenizer, [ids.eos, ids.eos], stop) == ("", 0)
+    assert decode_answer(tiny_tokenizer, word, stop) == ("Jakarta", len(word))
