@@ -169,27 +169,34 @@ def generate_answers(
             prompt = prompts[index]
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
             attention_mask[row, width - len(prompt) :] = 1
-        with torch.no_grad():
-            output = generate(
-                model,
-                input_ids.to(device),
-                attention_mask=attention_mask.to(device),
-                generator=generator,
-                **asdict(sampler),
-            )
+        output = generate(
+            model,
+            input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            generator=generator,
+            **asdict(sampler),
+        )
         for row, index in enumerate(batch):
             answers[index] = decode_answer(tokenizer, output[row, width:].tolist(), stop_ids)
     return answers
 
 
 def score_references(
-    model, examples: list[dict], mc_num: int, batch_size: int, seed: int
+    model, examples: list[dict], mc_num: int, batch_size: int, seed: int = 0, progress: bool = True
 ) -> list[tuple[float, int]]:
-    """Per SFT example: (summed negative ELBO of its answer in nats, answer tokens scored)."""
+    """Per SFT example: (summed negative ELBO of its answer in nats, answer tokens scored).
+
+    Examples are scored `batch_size` at a time (for the progress bar) from one seeded generator.
+    """
     from difusi.diffusion.likelihood import dataset_elbo
 
-    result = dataset_elbo(model, examples, mc_num, batch_size, torch.Generator().manual_seed(seed))
-    return [(example.nelbo, example.answer_tokens) for example in result.per_example]
+    generator = torch.Generator().manual_seed(seed)
+    scores = []
+    chunks = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
+    for chunk in tqdm(chunks, desc="scoring references", unit="batch", disable=not progress):
+        result = dataset_elbo(model, chunk, mc_num, batch_size, generator)
+        scores += [(example.nelbo, example.answer_tokens) for example in result.per_example]
+    return scores
 
 
 def summarize(rows: list[dict]) -> tuple[dict, dict]:
@@ -223,15 +230,16 @@ def evaluate(
     """Evaluate `base` (+ `adapter`) on `data`; write OUT/generations.jsonl and OUT/metrics.json; return the metrics."""
     config = config or EvaluationConfig()
     started = time.perf_counter()
-    rows = load_test_rows(data, config.limit)
-    model, tokenizer = load_model(base, adapter)
     max_prompt = config.max_length - config.sampler.gen_length
     if max_prompt < 1:
         raise DifusiError(
             f"--gen-length {config.sampler.gen_length} leaves no room for a prompt in --max-length "
             f"{config.max_length}; raise --max-length"
         )
+    rows = load_test_rows(data, config.limit)
+    model, tokenizer = load_model(base, adapter)
     fitted = [fit_prompt(tokenizer, row["input"], max_prompt) for row in rows]
+    generation_started = time.perf_counter()
     answers = generate_answers(
         model,
         tokenizer,
@@ -248,7 +256,7 @@ def evaluate(
         build_sft_example(tokenizer, prompt.content, row["output"], config.max_length)
         for row, prompt in zip(rows, fitted, strict=True)
     ]
-    scores = score_references(model, examples, config.mc_num, config.batch_size, config.seed)
+    scores = score_references(model, examples, config.mc_num, config.batch_size, config.seed, progress)
     records = [
         {
             "id": row["id"],
@@ -280,7 +288,7 @@ def evaluate(
         "truncated_prompts": sum(prompt.truncated for prompt in fitted),
         "truncated_references": sum(example["truncated"] for example in examples),
         "seconds": round(finished - started, 3),
-        "generation_seconds": round(generated - started, 3),
+        "generation_seconds": round(generated - generation_started, 3),
     }
     out = Path(out)
     write_jsonl(out / "generations.jsonl", records)
