@@ -29,19 +29,15 @@ class SamplerSpeed:
         return self.tokens_per_s / self.reference_tokens_per_s
 
 
-def _best_time(sampler: Callable, model, prompt: torch.Tensor, options: dict, repeats: int):
-    """Shortest wall time of `repeats` runs of sampler(model, prompt, **options), and its output."""
-    device = prompt.device
-    best, output = float("inf"), None
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        started = time.perf_counter()
-        output = sampler(model, prompt, **options)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - started)
-    return best, output
+def _timed(sampler: Callable, model, prompt: torch.Tensor, options: dict) -> tuple[float, torch.Tensor]:
+    """Wall time of one sampler(model, prompt, **options) run, and its output."""
+    if prompt.device.type == "cuda":
+        torch.cuda.synchronize(prompt.device)
+    started = time.perf_counter()
+    output = sampler(model, prompt, **options)
+    if prompt.device.type == "cuda":
+        torch.cuda.synchronize(prompt.device)
+    return time.perf_counter() - started, output
 
 
 def benchmark_sampler(
@@ -67,8 +63,13 @@ def benchmark_sampler(
         options = dict(
             steps=gen_length, gen_length=gen_length, block_length=block_length, temperature=temperature
         )
-        ours, ours_tokens = _best_time(generate, model, prompt, options, repeats)
-        theirs, their_tokens = _best_time(reference_generate, model, prompt, options, repeats)
+        # Alternate the two samplers and keep each one's best run, so load changes hit both alike.
+        ours = theirs = float("inf")
+        for _ in range(repeats):
+            seconds, ours_tokens = _timed(generate, model, prompt, options)
+            ours = min(ours, seconds)
+            seconds, their_tokens = _timed(reference_generate, model, prompt, options)
+            theirs = min(theirs, seconds)
         generated = batch_size * gen_length
         results.append(
             SamplerSpeed(

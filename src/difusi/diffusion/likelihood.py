@@ -8,6 +8,7 @@ the negative ELBO, an upper bound on -log p(answer | prompt).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -64,6 +65,7 @@ def masked_nll(
         logits = un + (cfg_scale + 1) * (cond - un)
     else:
         logits = model(noisy, attention_mask=attention_mask).logits
+    # float32 cross-entropy (the official code scores in the model's dtype, bf16 for LLaDA-8B).
     ce = F.cross_entropy(logits[masked].float(), targets[masked], reduction="none")
     rows = masked.nonzero()[:, 0]
     return torch.zeros(targets.shape[0], device=ce.device).index_add_(0, rows, ce) * weights.to(ce.device)
@@ -126,7 +128,7 @@ class ElboResult:
     @property
     def perplexity_bound(self) -> float:
         """exp(nelbo_per_token): an upper bound on the answers' perplexity."""
-        return float(torch.tensor(self.nelbo_per_token).exp())
+        return math.exp(self.nelbo_per_token)
 
     def __float__(self) -> float:
         return self.nelbo_per_token

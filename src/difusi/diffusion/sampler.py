@@ -251,7 +251,8 @@ def _commit(x, x0, chosen, committable, columns, counts) -> torch.Tensor:
     """Write x0 at the `counts[b]` most confident committable positions of each row b.
 
     The confidence row spans the whole sequence (-inf where nothing can be committed) and goes
-    through one batched topk, so ties break exactly as the official per-row topk does.
+    through one batched topk. Every block starts fully masked, so all rows have the same count and
+    each row gets exactly what the official per-row topk picks, ties included.
     """
     confidence = torch.full(x.shape, -torch.inf, dtype=chosen.dtype, device=x.device)
     confidence[:, columns] = torch.where(committable[:, columns], chosen, -torch.inf)
