@@ -147,3 +147,25 @@ def test_run_directory_and_eval_elbo(make_config, sft_data_with_test, tiny_check
     assert info["tokens_seen"] == train_lines[-1]["tokens_seen"] > 0
     assert info["truncated_rows"] == run.train_data.truncated
     assert info["peak_memory_bytes"] > 0 and info["time_per_step_s"] > 0 and info["tokens_per_s"] > 0
+
+
+def test_full_fine_tuning_writes_a_whole_checkpoint(make_config, tiny_checkpoint):
+    run = fit(make_config(method="full", learning_rate=1e-3, max_steps=2))
+    assert all(p.requires_grad for p in run.model.parameters())
+    saved = LLaDAModelLM.from_pretrained(run.out / "model")
+    trained = params(run.model)
+    assert all(torch.equal(p, trained[name]) for name, p in saved.named_parameters())
+    original = LLaDAModelLM.from_pretrained(tiny_checkpoint)
+    assert not torch.equal(saved.model.transformer.ff_out.weight, original.model.transformer.ff_out.weight)
+    assert (run.out / "model" / "tokenizer.json").is_file() and not (run.out / "adapter").exists()
+
+
+def test_gradient_checkpointing_gives_the_same_training(make_config, tmp_path):
+    plain = fit(make_config(method="lora", max_steps=2, out=str(tmp_path / "plain")))
+    checkpointed = fit(
+        make_config(method="lora", max_steps=2, gradient_checkpointing=True, out=str(tmp_path / "ckpt"))
+    )
+    assert checkpointed.model.base_model.model.model.transformer.blocks[0].gradient_checkpointing
+    assert not plain.model.base_model.model.model.transformer.blocks[0].gradient_checkpointing
+    a, b = params(plain.model), params(checkpointed.model)
+    assert all(torch.allclose(a[name], b[name], atol=1e-6) for name in a)

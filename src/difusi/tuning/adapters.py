@@ -66,14 +66,14 @@ def check_adapter_fits(model: nn.Module, config: TrainConfig) -> None:
             )
 
 
-def attach_adapter(model: nn.Module, config: TrainConfig, initial_dir: str | Path) -> PeftModel:
+def attach_adapter(model: nn.Module, config: TrainConfig, initial_dir: str | Path | None) -> PeftModel:
     """Wrap `model` with the run's adapter; only adapter parameters stay trainable.
 
     For PiSSA the freshly initialised adapter is written to `initial_dir` (the reference that turns
-    the trained adapter into one for the original base).
+    the trained adapter into one for the original base); None skips that (non-main processes).
     """
     peft_model = get_peft_model(model, lora_config(config))
-    if config.method == "pissa":
+    if config.method == "pissa" and initial_dir is not None:
         lora = peft_model.peft_config["default"]
         init, lora.init_lora_weights = lora.init_lora_weights, True
         peft_model.save_pretrained(initial_dir)

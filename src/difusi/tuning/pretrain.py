@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from transformers import PreTrainedTokenizerBase, default_data_collator, set_seed
 
 from difusi.data.atomic import atomic_directory
@@ -93,7 +94,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     blocks = pack_corpus(texts, tokenizer, config.seq_len, ids.eos)
 
     out.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "config.yaml")
+    if PartialState().is_main_process:
+        config.to_yaml(out / "config.yaml")
     set_seed(config.seed)
     trainer = DiffusionTrainer(
         model=model,

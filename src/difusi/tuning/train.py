@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from transformers import PreTrainedTokenizerBase, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
@@ -191,9 +192,13 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
         check_adapter_fits(base, config)
 
     out.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "config.yaml")
+    # Under accelerate every process runs this; only the main one writes files.
+    main_process = PartialState().is_main_process
+    if main_process:
+        config.to_yaml(out / "config.yaml")
     set_seed(config.seed)  # adapter init (and PiSSA's randomized SVD) draw from the global RNG
-    model = base if config.method == "full" else attach_adapter(base, config, out / PISSA_INITIAL_DIR)
+    initial_dir = out / PISSA_INITIAL_DIR if main_process else None
+    model = base if config.method == "full" else attach_adapter(base, config, initial_dir)
     trainer = DiffusionTrainer(
         model=model,
         args=training_arguments(config, out, eval_steps=config.eval_steps if test_data else 0),
