@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Below this many points a UMAP neighbourhood graph is meaningless; the picture falls back to PCA.
 MIN_UMAP_POINTS = 50
@@ -47,10 +50,12 @@ def plot_clusters(embeddings: np.ndarray, labels: np.ndarray, path: Path, seed: 
 
 def _project(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     if len(embeddings) >= MIN_UMAP_POINTS:
-        import umap
+        try:
+            import umap
 
-        reducer = umap.UMAP(n_components=2, random_state=seed, n_jobs=1)
-        return reducer.fit_transform(embeddings), "UMAP"
+            return umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(embeddings), "UMAP"
+        except Exception as error:  # the picture is an aid: a degenerate point set must not stop the run
+            log.warning("UMAP failed (%s); drawing a PCA projection instead", error)
     from sklearn.decomposition import PCA
 
     points = np.zeros((len(embeddings), 2), dtype=np.float32)

@@ -68,7 +68,7 @@ def encoder_embeddings(texts: list[str], name: str, batch_size: int = 64) -> np.
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModel.from_pretrained(name)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # offline hub, missing repo or a path without a model
         raise DifusiError(
             f"could not load the encoder {name} ({type(error).__name__}); "
             "without access to the Hugging Face Hub use --embedder tfidf"
@@ -101,7 +101,9 @@ def encoder_embeddings(texts: list[str], name: str, batch_size: int = 64) -> np.
 def _mean_pooled(model, tokenizer, texts: list[str], device, bar: tqdm) -> np.ndarray:
     import torch
 
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+    # The seed truncates at 512 tokens; a smaller encoder may have fewer positions.
+    limit = min(MAX_TOKENS, getattr(model.config, "max_position_embeddings", MAX_TOKENS))
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
     batch = {key: value.to(device) for key, value in batch.items()}
     with torch.inference_mode():
         hidden = model(**batch).last_hidden_state.float()  # (B, T, H)

@@ -79,6 +79,7 @@ class Candidates:
     scan: Scan
     unique: np.ndarray  # mask over scan rows (all True with keep_duplicates)
     stratified: np.ndarray  # positions into scan rows
+    strat_fraction: float  # the fraction used: --strat-fraction, or more if that gave too few rows
 
 
 def rng_for(seed: int, stage: int) -> np.random.Generator:
@@ -104,13 +105,32 @@ def sample_candidates(source: Source, config: PrepareConfig) -> Candidates:
     unique = np.ones(len(found.rows), bool) if config.keep_duplicates else first_occurrences(found.keys)
     log.info("%s unique rows (%s duplicates removed)", f"{unique.sum():,}", f"{len(unique) - unique.sum():,}")
     pool = np.flatnonzero(unique)
-    stratified = pool[
-        stratified_sample(found.templates[pool], config.strat_fraction, rng_for(config.seed, 1))
-    ]
+    needed = config.clusters * config.per_cluster
+    if len(pool) < needed:
+        raise DifusiError(
+            f"only {len(pool):,} rows remain after de-duplication but --clusters {config.clusters} x "
+            f"--per-cluster {config.per_cluster} = {needed:,} are needed; lower --per-cluster or --clusters"
+        )
+    fraction = enough_fraction(config.strat_fraction, len(pool), needed, "--strat-fraction")
+    stratified = pool[stratified_sample(found.templates[pool], fraction, rng_for(config.seed, 1))]
     log.info(
         "stratified sample: %s rows over %d templates", f"{len(stratified):,}", len(found.template_names)
     )
-    return Candidates(scan=found, unique=unique, stratified=stratified)
+    return Candidates(scan=found, unique=unique, stratified=stratified, strat_fraction=fraction)
+
+
+def enough_fraction(fraction: float, rows: int, needed: int, option: str) -> float:
+    """`fraction`, or the smallest fraction of `rows` that yields `needed` rows if it falls short.
+
+    At the real scale the seed's fractions leave plenty (196,279 for 10,000); on small collections
+    they would not, and sampling a little more keeps the later stages' counts exact.
+    """
+    if np.floor(fraction * rows + 0.5) >= needed:
+        return fraction
+    log.warning(
+        "%s %s gives fewer than %s of %s rows; using %.6g", option, fraction, needed, rows, needed / rows
+    )
+    return needed / rows
 
 
 def prepare(source: str | Path | Source, out_dir: str | Path, config: PrepareConfig | None = None) -> dict:
@@ -130,12 +150,6 @@ def _build(source_spec: str | Path | Source, work: Path, config: PrepareConfig) 
     source = source_spec if isinstance(source_spec, Source) else resolve_source(source_spec)
     candidates = sample_candidates(source, config)
     found, stratified = candidates.scan, candidates.stratified
-    if len(stratified) < config.clusters * config.per_cluster:
-        raise DifusiError(
-            f"stratified sampling kept {len(stratified):,} rows but --clusters {config.clusters} x --per-cluster "
-            f"{config.per_cluster} = {config.clusters * config.per_cluster:,} are needed; "
-            "raise --strat-fraction or lower --per-cluster"
-        )
     sample = source.read_rows(found.rows[stratified])
     texts = pc.binary_join_element_wise(
         pc.fill_null(sample["input"], ""), pc.fill_null(sample["output"], ""), "\n"
@@ -164,19 +178,20 @@ def _build(source_spec: str | Path | Source, work: Path, config: PrepareConfig) 
 
 def _test_set(
     source: Source, candidates: Candidates, train_keys: np.ndarray, config: PrepareConfig
-) -> tuple[pa.Table, dict[str, int]]:
+) -> tuple[pa.Table, dict[str, float]]:
     """Stage 8: rows sharing no normalised pair with training, stratified undersampling, then a random draw."""
     found = candidates.scan
     pool = np.flatnonzero(candidates.unique & ~np.isin(found.keys, train_keys))
-    under = pool[stratified_sample(found.templates[pool], config.test_fraction, rng_for(config.seed, 3))]
-    if len(under) < config.test_size:
+    if len(pool) < config.test_size:
         raise DifusiError(
-            f"test undersampling kept {len(under):,} rows (--test-fraction {config.test_fraction} of "
-            f"{len(pool):,}) but --test-size is {config.test_size}; raise --test-fraction or lower --test-size"
+            f"only {len(pool):,} rows are eligible for the test set but --test-size is {config.test_size}; "
+            "lower --test-size"
         )
+    fraction = enough_fraction(config.test_fraction, len(pool), config.test_size, "--test-fraction")
+    under = pool[stratified_sample(found.templates[pool], fraction, rng_for(config.seed, 3))]
     chosen = under[np.sort(rng_for(config.seed, 4).choice(len(under), config.test_size, replace=False))]
     log.info("test set: %s rows from %s undersampled of %s eligible", config.test_size, len(under), len(pool))
-    counts = {"test_pool_rows": len(pool), "test_undersampled_rows": len(under)}
+    counts = {"pool_rows": len(pool), "undersampled_rows": len(under), "fraction": fraction}
     return source.read_rows(found.rows[chosen]), counts
 
 
@@ -203,7 +218,8 @@ def _card(source_spec, source, candidates, labels, train, test, test_counts, con
         "stratified_rows": len(candidates.stratified),
         "train_rows": train.num_rows,
         "topped_up_rows": int(pc.sum(train["topped_up"]).as_py() or 0),
-        **test_counts,
+        "test_pool_rows": test_counts["pool_rows"],
+        "test_undersampled_rows": test_counts["undersampled_rows"],
         "test_rows": test.num_rows,
     }
     stratified_subsets = pa.array(names[found.subsets[candidates.stratified]])
@@ -211,6 +227,10 @@ def _card(source_spec, source, candidates, labels, train, test, test_counts, con
         "source": str(source_spec if not isinstance(source_spec, Source) else source.files[0].parent),
         "files": len(source.files),
         "stages": stages,
+        "fractions_used": {
+            "strat_fraction": candidates.strat_fraction,
+            "test_fraction": test_counts["fraction"],
+        },
         "normalisation": NORMALISATION,
         "stratified_rounding": STRATIFIED_ROUNDING,
         "overlap": 0,

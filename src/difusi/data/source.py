@@ -24,7 +24,7 @@ COLUMNS = ("dataset_name", "subset_name", "prompt_id", "template_name", "dataset
 SCHEMA = pa.schema([(name, pa.string()) for name in COLUMNS])
 DEFAULT_SOURCE = "indonlp/cendol_collection_v2"
 SUFFIXES = (".parquet", ".jsonl", ".json", ".csv")
-BATCH_ROWS = 32_768
+BATCH_ROWS = 16_384
 
 
 @dataclass(frozen=True)
