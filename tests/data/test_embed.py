@@ -104,7 +104,7 @@ def test_unreachable_encoder_suggests_tfidf(monkeypatch):
 def test_tfidf_embeddings_and_kmeans():
     texts = [f"{w} {v}" for w in WORDS for v in ("pagi", "malam")]
     vectors = embed_texts(texts, "tfidf", seed=0)
-    # 32 rows, 18 words + 32 bigrams = 50 features: the SVD keeps min(256, 50 - 1, 32 - 1) = 31.
+    # 32 rows, 18 words + 32 bigrams = 50 features: the SVD keeps min(64, 50 - 1, 32 - 1) = 31.
     assert vectors.shape == (32, 31)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(vectors, embed_texts(texts, "tfidf", seed=0))

@@ -21,7 +21,7 @@ INDOBERT = "indobenchmark/indobert-base-p1"
 MAX_TOKENS = 512
 # Rows per cache file: a rerun reloads every finished chunk and computes only the rest.
 CACHE_CHUNK = 2048
-TFIDF_DIMENSIONS = 256
+TFIDF_DIMENSIONS = 64  # LSA dimensions: enough to separate ten clusters, cheap to compute
 
 
 def embed_texts(texts: list[str], embedder: str, seed: int, batch_size: int = 64) -> np.ndarray:
@@ -43,7 +43,7 @@ def tfidf_embeddings(texts: list[str], seed: int) -> np.ndarray:
 
     # Single-letter tokens count too: short synthetic or poem rows may have little else.
     vectorizer = TfidfVectorizer(
-        token_pattern=r"(?u)\b\w+\b", ngram_range=(1, 2), max_features=100_000, sublinear_tf=True
+        token_pattern=r"(?u)\b\w+\b", ngram_range=(1, 2), max_features=30_000, sublinear_tf=True
     )
     try:
         matrix = vectorizer.fit_transform(texts)
