@@ -317,3 +317,10 @@ def test_unsupported_official_option_is_refused():
         ValueError, match="LLaDA config has block_group_size=2; difusi implements only block_group_size=1"
     ):
         LLaDAModelLM(LLaDAConfig(**TINY, block_group_size=2))
+
+
+def test_logits_positions_select_columns_of_the_full_logits():
+    model = tiny_model()
+    ids = torch.randint(0, 96, (2, 10))
+    positions = torch.tensor([1, 4, 9])
+    torch.testing.assert_close(model(ids, logits_positions=positions).logits, model(ids).logits[:, positions])

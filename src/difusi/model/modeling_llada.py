@@ -212,6 +212,7 @@ class LLaDAModelLM(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         cache_start: int = 0,
+        logits_positions: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         **kwargs,
     ) -> MaskedLMOutput:
@@ -219,6 +220,8 @@ class LLaDAModelLM(PreTrainedModel):
 
         `attention_mask` [B, T_keys] marks real (1) and padded (0) keys. With `kv_cache`, the pass
         writes its keys and values into the cache and attends to all cached positions.
+        `logits_positions` (1-D indices into T) computes the output head only there, [B, P, V]:
+        a sampler needs logits only where it can commit, and the head is the widest layer.
         """
         transformer = self.model.transformer
         T = input_ids.shape[1]
@@ -232,7 +235,9 @@ class LLaDAModelLM(PreTrainedModel):
             x = block(x, cos, sin, bias, kv_cache, layer, cache_start)
             if output_hidden_states:
                 hidden_states.append(x)
-        logits = transformer.ff_out(transformer.ln_f(x))  # (B, T, V)
+        if logits_positions is not None:
+            x = x[:, logits_positions]
+        logits = transformer.ff_out(transformer.ln_f(x))  # (B, T or P, V)
         if self.config.scale_logits:
             logits = logits * (1.0 / math.sqrt(self.config.d_model))
         return MaskedLMOutput(logits=logits, hidden_states=tuple(hidden_states) if hidden_states else None)
