@@ -32,16 +32,6 @@ def tiny_config(**overrides) -> LLaDAConfig:
     return LLaDAConfig(**(settings | overrides))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine two threads wait on each other
-    (a 16-step generate took seconds instead of 40 ms)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def raw_model() -> LLaDAModelLM:
     """A random tiny model; like any random model it sometimes predicts the mask id itself."""
