@@ -13,7 +13,19 @@ from difusi import __version__
 from difusi.errors import DifusiError
 
 # Explicit list: one module of difusi.cli per subcommand, in the order the pipeline runs.
-COMMANDS = ["info", "synth_cendol", "prepare", "pretrain", "train", "merge", "generate", "evaluate", "compare", "bench"]
+COMMANDS = [
+    "info",
+    "synth_cendol",
+    "prepare",
+    "pretrain",
+    "train",
+    "merge",
+    "generate",
+    "chat",
+    "evaluate",
+    "compare",
+    "bench",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
