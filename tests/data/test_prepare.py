@@ -224,10 +224,13 @@ def test_cli_runs_and_reports_errors_in_one_line(cendol_dir, tmp_path, capsys):
         "--test-size",
         "10",
     ]
-    code = main(["prepare", "--source", str(cendol_dir), "--out", str(tmp_path / "out"), *options])
+    subsets = ["--subsets", "wikipedia_id,dolly", "safety_prompt"]  # spaces or commas
+    code = main(["prepare", "--source", str(cendol_dir), "--out", str(tmp_path / "out"), *options, *subsets])
     assert code == 0
     assert (tmp_path / "out" / "clusters_umap.png").stat().st_size > 10_000
-    assert pq.read_table(tmp_path / "out" / "train.parquet").num_rows == 60
+    train = pq.read_table(tmp_path / "out" / "train.parquet")
+    assert train.num_rows == 60
+    assert set(train["subset_name"].to_pylist()) <= {"wikipedia_id", "dolly", "safety_prompt"}
     capsys.readouterr()
     code = main(
         ["prepare", "--source", str(cendol_dir), "--out", str(tmp_path / "bad"), *options, "--subsets", "x"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from difusi.cli import main
 from difusi.data.source import COLUMNS
 from difusi.data.synth import REAL_SUBSET_ROWS, subset_counts, synth_cendol
 
@@ -54,3 +55,17 @@ def test_same_seed_same_bytes(tmp_path):
     second = synth_cendol(tmp_path / "b", 500, seed=9, shards=2)
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
     assert pq.read_table(first[0]).num_rows == 250
+
+
+def test_cli(tmp_path, capsys):
+    assert (
+        main(["synth-cendol", "--out", str(tmp_path / "c"), "--rows", "300", "--shards", "2", "--seed", "1"])
+        == 0
+    )
+    assert capsys.readouterr().out == f"wrote 300 rows in 2 shards to {tmp_path / 'c'}/data\n"
+    assert main(["synth-cendol", "--out", str(tmp_path / "d"), "--rows", "0"]) == 2
+    assert (
+        capsys.readouterr().err
+        == "difusi synth-cendol: error: --rows and --shards must be at least 1, got 0 and 23\n"
+    )
+    assert not (tmp_path / "d").exists()

@@ -19,7 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
-        "--subsets", nargs="+", default=list(INDONESIAN_SUBSETS), help="subset_name values to keep"
+        "--subsets",
+        nargs="+",
+        default=list(INDONESIAN_SUBSETS),
+        help="subset_name values to keep (spaces or commas)",
     )
     parser.add_argument("--strat-fraction", type=float, default=defaults.strat_fraction)
     parser.add_argument(
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = PrepareConfig(
-        subsets=tuple(args.subsets),
+        subsets=tuple(name for item in args.subsets for name in item.split(",") if name),
         strat_fraction=args.strat_fraction,
         embedder=args.embedder,
         clusters=args.clusters,

@@ -7,7 +7,9 @@ they picked.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -78,26 +80,30 @@ class Source:
         rows = np.asarray(rows, dtype=np.int64)
         order = np.argsort(rows, kind="stable")
         wanted = rows[order]
-        pieces = []
-        for file_index in range(len(self.files)):
-            start, stop = self.offsets[file_index], self.offsets[file_index + 1]
-            local = wanted[(wanted >= start) & (wanted < stop)] - start
-            if len(local):
-                pieces.append(self._take_from_file(file_index, local))
+        files = np.searchsorted(self.offsets, wanted, side="right") - 1
+        jobs = [(i, wanted[files == i] - self.offsets[i]) for i in np.unique(files)]
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            pieces = list(pool.map(lambda job: self._take_from_file(*job), jobs))
         table = pa.concat_tables(pieces) if pieces else SCHEMA.empty_table()
         return table.take(pa.array(np.argsort(order, kind="stable")))
 
     def _take_from_file(self, file_index: int, local: np.ndarray) -> pa.Table:
-        """Rows `local` (sorted) of one file, reading only the batches that hold them."""
-        pieces, seen = [], 0
-        for batch in self.iter_batches(file_index, list(COLUMNS)):
-            inside = local[(local >= seen) & (local < seen + batch.num_rows)] - seen
-            if len(inside):
-                pieces.append(pa.Table.from_batches([batch.take(pa.array(inside))]))
-            seen += batch.num_rows
-            if seen > local[-1]:
-                break
-        return pa.concat_tables(pieces)
+        """Rows `local` (sorted) of one file, decoding only the row groups that hold them."""
+        path = self.files[file_index]
+        if path.suffix != ".parquet":
+            return _read_text_table(path).select(list(COLUMNS)).take(pa.array(local))
+        parquet = pq.ParquetFile(path)
+        sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        pieces = []
+        for group in np.unique(np.searchsorted(bounds, local, side="right") - 1):
+            seen = bounds[group]
+            for batch in parquet.iter_batches(BATCH_ROWS, row_groups=[int(group)], columns=list(COLUMNS)):
+                inside = local[(local >= seen) & (local < seen + batch.num_rows)] - seen
+                if len(inside):
+                    pieces.append(_as_strings(batch.take(pa.array(inside)), list(COLUMNS)))
+                seen += batch.num_rows
+        return pa.Table.from_batches(pieces, SCHEMA)
 
 
 def resolve_source(spec: str | Path) -> Source:
