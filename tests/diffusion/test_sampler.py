@@ -131,9 +131,10 @@ class FixedLogits(nn.Module):
         self.anchor = nn.Parameter(torch.zeros(()))  # gives the model a device
         self.inputs: list[torch.Tensor] = []
 
-    def forward(self, input_ids, attention_mask=None):
+    def forward(self, input_ids, attention_mask=None, logits_positions=None, **cache):
         self.inputs.append(input_ids.clone())
-        return SimpleNamespace(logits=self.logits[None].expand(input_ids.shape[0], -1, -1).clone())
+        logits = self.logits if logits_positions is None else self.logits[logits_positions]
+        return SimpleNamespace(logits=logits[None].expand(input_ids.shape[0], -1, -1).clone())
 
 
 EOT_ID = 8

@@ -3,8 +3,14 @@
 `generate` has the official `generate()` semantics (see `difusi.diffusion.reference`, the literal
 official algorithm) and, at temperature 0, gives identical tokens on the same weights. It is faster
 without changing results: the top-k commit is one batched op instead of a loop over rows, and
-softmax / Gumbel noise are computed only at the positions a step can commit (the masked positions
-left of the current block's end), not over the whole [B, T, V] logits.
+the output head, softmax and Gumbel noise run only at the positions a step can commit (the masked
+positions left of the current block's end), not over the whole [B, T, V] logits.
+
+Two training-free accelerations (Fast-dLLM) are options. `cache="prefix"` / `"dual"` run one full
+pass per block that fills a key/value cache, then each step recomputes only [block_start, T) or only
+the block itself, attending to the cached keys of the rest (approximate: those keys are a few steps
+stale). `threshold` commits, per step, every masked position of the block whose confidence reaches
+it (at least the most confident one), so a block takes as many steps as it needs.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from difusi.errors import DifusiError
+from difusi.model.modeling_llada import KVCache
 
 Remasking = Literal["low_confidence", "random"]
 REMASKING = ("low_confidence", "random")
+Cache = Literal["none", "prefix", "dual"]
+CACHES = ("none", "prefix", "dual")
 StepHook = Callable[[int, torch.Tensor], None]
 
 
@@ -67,10 +76,24 @@ def gumbel_argmax(
 
 
 def check_sampler_settings(
-    steps: int, gen_length: int, block_length: int, temperature: float, cfg_scale: float, remasking: str
+    steps: int,
+    gen_length: int,
+    block_length: int,
+    temperature: float,
+    cfg_scale: float,
+    remasking: str,
+    cache: str = "none",
+    threshold: float | None = None,
 ) -> None:
     """Raise DifusiError naming the problem and the fix for sampler settings `generate` cannot honour
     (callable before a model is loaded)."""
+    if cache not in CACHES:
+        raise DifusiError(f"unknown cache {cache!r}; use one of {', '.join(CACHES)}")
+    if threshold is not None:
+        if not 0 <= threshold <= 1:
+            raise DifusiError(f"threshold {threshold} is not a probability; use a value in [0, 1], e.g. 0.9")
+        if remasking != "low_confidence":
+            raise DifusiError("threshold decoding compares model confidences; use remasking low_confidence")
     if min(steps, gen_length, block_length) < 1:
         raise DifusiError(
             f"steps ({steps}), gen_length ({gen_length}) and block_length ({block_length}) must be positive"
@@ -103,6 +126,8 @@ def check_generate_args(
     cfg_scale: float,
     remasking: str,
     mask_id: int,
+    cache: str = "none",
+    threshold: float | None = None,
 ) -> None:
     """Raise DifusiError naming the problem and the fix for any argument `generate` cannot honour."""
     if prompt.dim() != 2:
@@ -111,7 +136,9 @@ def check_generate_args(
         )
     if prompt.shape[0] == 0 or prompt.shape[1] == 0:
         raise DifusiError("prompt is empty; give at least one token (e.g. the chat template's BOS)")
-    check_sampler_settings(steps, gen_length, block_length, temperature, cfg_scale, remasking)
+    check_sampler_settings(
+        steps, gen_length, block_length, temperature, cfg_scale, remasking, cache, threshold
+    )
     max_length = model.config.max_sequence_length
     if prompt.shape[1] + gen_length > max_length:
         raise DifusiError(
@@ -135,14 +162,30 @@ def check_generate_args(
         raise DifusiError(f"prompt row {empty_rows[0]} is all padding; give every row at least one token")
 
 
-def _guided_logits(model, x, attention_mask, prompt_index, columns, cfg_scale, mask_id) -> torch.Tensor:
-    """Logits [B, C, V] at `columns`; with CFG, un + (s + 1)(cond - un), where the unconditional pass
-    sees the prompt replaced by masks. Both passes run as one batch, exactly as the official code."""
+def _guided_logits(
+    model, x, attention_mask, prompt_index, columns, cfg_scale, mask_id, kv_cache=None, start=0, end=None
+) -> torch.Tensor:
+    """Logits [B, C, V] at `columns` (positions in x) from a pass over x[:, start:end]; with CFG,
+    un + (s + 1)(cond - un), where the unconditional pass sees the prompt replaced by masks. Both
+    passes run as one batch, exactly as the official code (and share one cache of 2B rows).
+
+    With `kv_cache`, the pass writes the K/V of [start, end) and attends to the cached rest.
+    """
+    inputs = x[:, start:end]
+    if cfg_scale > 0:
+        unconditional = torch.where(prompt_index, mask_id, x)[:, start:end]
+        inputs = torch.cat([inputs, unconditional])
+        if attention_mask is not None:
+            attention_mask = torch.cat([attention_mask, attention_mask])
+    logits = model(
+        inputs,
+        attention_mask=attention_mask,
+        kv_cache=kv_cache,
+        cache_start=start,
+        logits_positions=columns - start,
+    ).logits
     if cfg_scale == 0:
-        return model(x, attention_mask=attention_mask).logits[:, columns]
-    unconditional = torch.where(prompt_index, mask_id, x)
-    both_mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
-    logits = model(torch.cat([x, unconditional]), attention_mask=both_mask).logits[:, columns]
+        return logits
     cond, un = logits.chunk(2)
     return un + (cfg_scale + 1) * (cond - un)
 
@@ -165,6 +208,8 @@ def generate(
     eot_id: int | None = None,
     on_step: StepHook | None = None,
     generator: torch.Generator | None = None,
+    cache: Cache = "none",
+    threshold: float | None = None,
 ) -> torch.Tensor:
     """Generate `gen_length` tokens after `prompt` [B, L] (left padded, with `attention_mask`) by
     masked diffusion; returns the whole sequence [B, L + gen_length].
@@ -185,6 +230,11 @@ def generate(
     suppresses only EoT. Here both are suppressed at every temperature. `eos_id` and `mask_id`
     default to the model config's.
 
+    `cache` ("prefix" or "dual") and `threshold` are the Fast-dLLM accelerations (module docstring).
+    With either, only the current block's masked positions are committable, and with `threshold`
+    a block takes as many steps as it needs (at most block_length; `steps` is then unused). With
+    both off the result is the exact sampler's.
+
     `on_step(step, x)` is called after every step (numbered from 0 over all blocks) with a copy of the
     current [B, L + gen_length] state. Random draws use `generator` (the global RNG when None).
     """
@@ -202,6 +252,8 @@ def generate(
         cfg_scale,
         remasking,
         mask_id,
+        cache,
+        threshold,
     )
     if stop_tokens_last and eot_id is None:
         raise DifusiError("stop_tokens_last needs eot_id, the tokenizer's <|eot_id|> id")
@@ -218,17 +270,28 @@ def generate(
     num_blocks = gen_length // block_length
     steps_per_block = steps // num_blocks
 
+    exact = cache == "none" and threshold is None
+    step = 0
     with eval_mode(model):
         for block in range(num_blocks):
-            block_end = L + (block + 1) * block_length
-            schedule = transfer_schedule(
-                (x[:, block_end - block_length : block_end] == mask_id).sum(1), steps_per_block
-            )
-            for i in range(steps_per_block):
-                # Committable: masked and left of the block's end (prompt masks included, as officially).
-                committable = (x == mask_id) & (positions < block_end)
+            block_start, block_end = L + block * block_length, L + (block + 1) * block_length
+            # Committable: masked and left of the block's end (prompt masks included, as officially);
+            # the fast modes keep to the block itself.
+            window = positions < block_end if exact else (positions >= block_start) & (positions < block_end)
+            schedule = transfer_schedule((x[:, block_start:block_end] == mask_id).sum(1), steps_per_block)
+            kv_cache = None if cache == "none" else KVCache(config.n_layers)
+            for i in range(block_length if threshold is not None else steps_per_block):
+                committable = (x == mask_id) & window
+                if not committable.any():  # threshold decoding filled the block early
+                    break
                 columns = committable.any(dim=0).nonzero().flatten()
-                logits = _guided_logits(model, x, attention_mask, prompt_index, columns, cfg_scale, mask_id)
+                start, end = 0, None  # a full pass (with a cache: a block's first, which fills it)
+                if kv_cache is not None and i > 0:
+                    # Recompute [block_start, T) (prefix) or only the block (dual); the rest is cached.
+                    start, end = block_start, None if cache == "prefix" else block_end
+                logits = _guided_logits(
+                    model, x, attention_mask, prompt_index, columns, cfg_scale, mask_id, kv_cache, start, end
+                )
                 if forbid_eos:
                     logits[..., eos_id] = -torch.inf
                 x0 = gumbel_argmax(logits, temperature, generator)  # (B, C)
@@ -241,9 +304,13 @@ def generate(
                     chosen = uniform(x.shape, generator, device)[:, columns]
                     if stop_tokens_last:
                         chosen = chosen.masked_fill(torch.isin(x0, stop_ids), 0.0)
-                x = _commit(x, x0, chosen, committable, columns, schedule[:, i])
+                if threshold is None:
+                    x = _commit(x, x0, chosen, committable, columns, schedule[:, i])
+                else:
+                    x = _commit_confident(x, x0, chosen, committable, columns, threshold)
                 if on_step is not None:
-                    on_step(block * steps_per_block + i, x.clone())
+                    on_step(step, x.clone())
+                step += 1
     return x
 
 
@@ -266,3 +333,17 @@ def _commit(x, x0, chosen, committable, columns, counts) -> torch.Tensor:
     proposal = x.clone()
     proposal[:, columns] = x0
     return torch.where(commit, proposal, x)
+
+
+def _commit_confident(x, x0, chosen, committable, columns, threshold: float) -> torch.Tensor:
+    """Write x0 at every committable position whose confidence reaches `threshold`, and at each
+    row's most confident committable position (so every row with masks left commits at least one)."""
+    confidence = torch.where(committable[:, columns], chosen, -torch.inf)
+    best = confidence.argmax(dim=1, keepdim=True)
+    commit = (confidence >= threshold) | torch.zeros_like(confidence, dtype=torch.bool).scatter_(
+        1, best, True
+    )
+    commit &= committable[:, columns]
+    x = x.clone()
+    x[:, columns] = torch.where(commit, x0, x[:, columns])
+    return x

@@ -1,0 +1,175 @@
+"""The Fast-dLLM options of `generate`: prefix / dual key-value cache and confidence-threshold decoding."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from difusi import generate
+from difusi.diffusion.reference import reference_generate
+from difusi.errors import DifusiError
+from difusi.model import LLaDAConfig
+
+MASK_ID, EOS_ID = 99, 1  # the conftest models' ids
+PROMPT = 7  # the padded batch's width
+
+FAST = [
+    dict(cache="prefix"),
+    dict(cache="dual"),
+    dict(threshold=0.9),
+    dict(cache="prefix", threshold=0.9),
+    dict(cache="dual", threshold=0.9),
+    dict(cache="dual", threshold=0.9, cfg_scale=1.0),
+]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(steps=12, gen_length=24, block_length=8),
+        dict(steps=16, gen_length=16, block_length=8, cfg_scale=1.0),
+        dict(steps=12, gen_length=24, block_length=8, remasking="random"),
+    ],
+)
+def test_cache_off_and_no_threshold_is_the_official_algorithm(model, padded_batch, options):
+    prompt, attention_mask = padded_batch
+    ours = generate(
+        model,
+        prompt,
+        attention_mask,
+        cache="none",
+        threshold=None,
+        generator=torch.Generator().manual_seed(3),
+        **options,
+    )
+    official = reference_generate(
+        model, prompt, attention_mask, generator=torch.Generator().manual_seed(3), **options
+    )
+    assert torch.equal(ours, official)
+
+
+def recorded_steps(model, prompt, attention_mask, **options) -> list[torch.Tensor]:
+    """The state before generation and after every step."""
+    states = [None]
+    out = generate(model, prompt, attention_mask, on_step=lambda step, x: states.append(x), **options)
+    states[0] = torch.cat([prompt, torch.full((prompt.shape[0], out.shape[1] - PROMPT), MASK_ID)], 1)
+    assert torch.equal(states[-1], out)
+    return states
+
+
+@pytest.mark.parametrize("options", FAST)
+def test_fast_modes_fill_every_mask_and_commit_only_inside_the_current_block(model, padded_batch, options):
+    prompt, attention_mask = padded_batch
+    block_length = 8
+    states = recorded_steps(model, prompt, attention_mask, steps=12, gen_length=24, block_length=8, **options)
+    assert torch.equal(states[-1][:, :PROMPT], prompt)
+    assert not (states[-1] == MASK_ID).any()
+    for before, after in zip(states, states[1:], strict=False):
+        # The current block is the first with masks left; nothing outside it changes.
+        first_masked = int((before[:, PROMPT:] == MASK_ID).any(0).nonzero()[0])
+        start = PROMPT + first_masked // block_length * block_length
+        changed = before != after
+        columns = changed.any(0).nonzero().flatten()
+        assert len(columns) > 0
+        assert bool(((columns >= start) & (columns < start + block_length)).all())
+        assert bool((before[changed] == MASK_ID).all())  # only masks are ever written
+
+
+@pytest.mark.parametrize("options", [dict(threshold=0.9), dict(cache="dual", threshold=0.5)])
+def test_threshold_commits_at_least_one_token_per_row_and_step(model, padded_batch, options):
+    prompt, attention_mask = padded_batch
+    states = recorded_steps(model, prompt, attention_mask, steps=8, gen_length=16, block_length=8, **options)
+    for before, after in zip(states, states[1:], strict=False):
+        first_masked = int((before[:, PROMPT:] == MASK_ID).any(0).nonzero()[0])
+        start = PROMPT + first_masked // 8 * 8
+        rows_with_masks = (before[:, start : start + 8] == MASK_ID).any(1)
+        committed = (before != after).sum(1) >= 1
+        assert torch.equal(committed, rows_with_masks)
+
+
+class PositionLogits(nn.Module):
+    """A stand-in model whose logits depend only on the absolute position: logits[position] [V]."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        vocab = logits.shape[1]
+        self.config = LLaDAConfig(
+            vocab_size=vocab, embedding_size=vocab, mask_token_id=vocab - 1, eos_token_id=0, pad_token_id=0
+        )
+        self.register_buffer("logits", logits)
+        self.anchor = nn.Parameter(torch.zeros(()))  # gives the model a device
+
+    def forward(self, input_ids, attention_mask=None, kv_cache=None, cache_start=0, logits_positions=None):
+        logits = self.logits[cache_start + logits_positions]
+        return SimpleNamespace(logits=logits[None].expand(input_ids.shape[0], -1, -1).clone())
+
+
+@pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
+def test_threshold_commits_every_confident_token_then_the_most_confident_one(cache):
+    # Answer positions predict tokens 2..5 with probabilities 0.95, 0.3, 0.92, 0.5; the other six
+    # tokens share the rest equally.
+    probabilities = torch.full((5, 7), 1 / 7)
+    for position, (token, p) in enumerate([(2, 0.95), (3, 0.3), (4, 0.92), (5, 0.5)], start=1):
+        probabilities[position] = (1 - p) / 6
+        probabilities[position, token] = p
+    model = PositionLogits(probabilities.log())
+    prompt = torch.tensor([[1]])
+    states = []
+    out = generate(
+        model,
+        prompt,
+        steps=4,
+        gen_length=4,
+        block_length=4,
+        threshold=0.9,
+        cache=cache,
+        on_step=lambda step, x: states.append(x[0, 1:].tolist()),
+    )
+    masked = 6
+    assert states == [[2, masked, 4, masked], [2, masked, 4, 5], [2, 3, 4, 5]]
+    assert out[0, 1:].tolist() == [2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("options", [dict(cache="dual"), dict(cache="dual", threshold=0.9, cfg_scale=1.0)])
+def test_left_padding_does_not_change_a_rows_answer_under_the_dual_cache(model, padded_batch, options):
+    prompt, attention_mask = padded_batch
+    settings = dict(steps=12, gen_length=24, block_length=8) | options
+    batch = generate(model, prompt, attention_mask, **settings)
+    for row, pad in ((0, 0), (1, 3), (2, 1)):
+        alone = generate(model, prompt[row : row + 1, pad:], **settings)
+        assert torch.equal(batch[row, PROMPT:], alone[0, PROMPT - pad :])
+
+
+def test_an_unmerged_peft_adapter_decodes_like_its_merged_model(model, padded_batch):
+    from peft import LoraConfig, get_peft_model
+
+    prompt, attention_mask = padded_batch
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    torch.manual_seed(0)
+    wrapped = get_peft_model(copy.deepcopy(model), lora).eval()
+    merged = copy.deepcopy(wrapped).merge_and_unload()
+    settings = dict(steps=8, gen_length=16, block_length=8, cache="dual", threshold=0.9)
+    adapted = generate(wrapped, prompt, attention_mask, **settings)
+    assert torch.equal(adapted, generate(merged, prompt, attention_mask, **settings))
+    assert not torch.equal(adapted, generate(model, prompt, attention_mask, **settings))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(cache="full"), "unknown cache 'full'; use one of none, prefix, dual"),
+        (dict(threshold=1.5), r"threshold 1.5 is not a probability; use a value in \[0, 1\], e.g. 0.9"),
+        (
+            dict(threshold=0.9, remasking="random"),
+            "threshold decoding compares model confidences; use remasking low_confidence",
+        ),
+    ],
+)
+def test_bad_fast_settings_raise_clear_errors(model, padded_batch, options, message):
+    prompt, attention_mask = padded_batch
+    with pytest.raises(DifusiError, match=message):
+        generate(model, prompt, attention_mask, steps=8, gen_length=16, block_length=8, **options)
