@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -96,6 +97,9 @@ def test_outputs_hold_only_chosen_subsets_and_no_overlap(prepared):
         "train.parquet",
     ]
     assert "| stratified_rows |" in (out / "data_card.md").read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # the usual permissions, not mkdtemp's 0700
 
 
 def test_clusters_are_exactly_full_with_top_up(prepared):

@@ -20,6 +20,10 @@ def atomic_directory(out: str | Path) -> Iterator[Path]:
         raise DifusiError(f"{out} is a file; give a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # mkdtemp makes the directory private (0700); the output should get the usual umask permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    work.chmod(0o777 & ~umask)
     try:
         yield work
         _replace_directory(work, out)
