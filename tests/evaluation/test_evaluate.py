@@ -83,6 +83,8 @@ def test_evaluate_writes_generations_and_metrics(tiny_checkpoint, test_parquet, 
         "temperature": 0.0,
         "cfg_scale": 0.0,
         "remasking": "low_confidence",
+        "cache": "none",
+        "threshold": None,
     }
     assert metrics["truncated_prompts"] == 0 and metrics["truncated_references"] == 0
 

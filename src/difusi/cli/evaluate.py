@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from difusi.cli.generate import add_fast_sampler_arguments
 from difusi.evaluation.evaluate import EvaluationConfig, SamplerSettings
 
 SAMPLER = SamplerSettings()
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampler.add_argument("--temperature", type=float, default=SAMPLER.temperature)
     sampler.add_argument("--cfg-scale", type=float, default=SAMPLER.cfg_scale)
     sampler.add_argument("--remasking", choices=["low_confidence", "random"], default=SAMPLER.remasking)
+    add_fast_sampler_arguments(sampler)
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULTS.batch_size, help="rows per generation batch"
     )
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> None:
             temperature=args.temperature,
             cfg_scale=args.cfg_scale,
             remasking=args.remasking,
+            cache=args.cache,
+            threshold=args.threshold,
         ),
         batch_size=args.batch_size,
         mc_num=args.mc_num,

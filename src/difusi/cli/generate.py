@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from difusi.diffusion.sampler import REMASKING, check_sampler_settings, generate
+from difusi.diffusion.sampler import CACHES, REMASKING, check_sampler_settings, generate
 
 
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +20,24 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
         "--cfg-scale", type=float, default=0.0, help="classifier-free guidance (default 0: off)"
     )
     group.add_argument("--remasking", choices=REMASKING, default="low_confidence")
+    add_fast_sampler_arguments(group)
+
+
+def add_fast_sampler_arguments(group) -> None:
+    """The Fast-dLLM options (key/value cache, confidence threshold); off by default (exact sampling)."""
+    group.add_argument(
+        "--cache",
+        choices=CACHES,
+        default="none",
+        help="approximate key/value cache: prefix or dual (default none: exact)",
+    )
+    group.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="commit every token of the block with confidence >= this per step, e.g. 0.9 (default: "
+        "the fixed schedule)",
+    )
 
 
 def sampler_kwargs(args: argparse.Namespace) -> dict:
@@ -31,6 +49,8 @@ def sampler_kwargs(args: argparse.Namespace) -> dict:
         temperature=args.temperature,
         cfg_scale=args.cfg_scale,
         remasking=args.remasking,
+        cache=args.cache,
+        threshold=args.threshold,
     )
 
 

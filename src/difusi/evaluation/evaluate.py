@@ -2,7 +2,9 @@
 
 For each test row: render the user prompt with the LLaDA chat template, generate an answer with
 the masked-diffusion sampler (batched, left-padded), decode it up to EOS / end of turn, and
-estimate the negative ELBO of the reference answer. Metrics are reported overall and per
+estimate the negative ELBO of the reference answer. A causal checkpoint (the `--objective ar`
+baseline) decodes with key/value-cached autoregressive decoding instead, and its reference score is
+the exact negative log-likelihood (which the diffusion ELBO bounds from above). Metrics are reported overall and per
 `subset_name`; `OUT/generations.jsonl` keeps every row, `OUT/metrics.json` the scores.
 """
 
@@ -37,6 +39,8 @@ class SamplerSettings:
     temperature: float = 0.0
     cfg_scale: float = 0.0
     remasking: str = "low_confidence"
+    cache: str = "none"  # Fast-dLLM key/value cache: none, prefix or dual
+    threshold: float | None = None  # confidence-threshold parallel decoding (None: the fixed schedule)
 
 
 @dataclass(frozen=True)
@@ -150,8 +154,10 @@ def generate_answers(
 
     Prompts are batched by length (longest first) so left padding stays short; the sampler sees an
     attention mask over the padding. Sampling draws (temperature > 0, random remasking) come from a
-    generator seeded with `seed`.
+    generator seeded with `seed`. A causal model decodes autoregressively (`ar_generate`, same
+    gen_length and temperature; the diffusion-only settings do not apply).
     """
+    from difusi.autoregressive import ar_generate
     from difusi.diffusion.sampler import generate
 
     ids = special_token_ids(tokenizer, model.config)
@@ -169,13 +175,24 @@ def generate_answers(
             prompt = prompts[index]
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
             attention_mask[row, width - len(prompt) :] = 1
-        output = generate(
-            model,
-            input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            generator=generator,
-            **asdict(sampler),
-        )
+        if model.config.causal:
+            output = ar_generate(
+                model,
+                input_ids.to(device),
+                attention_mask.to(device),
+                sampler.gen_length,
+                sampler.temperature,
+                tuple(stop_ids),
+                generator,
+            )
+        else:
+            output = generate(
+                model,
+                input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                generator=generator,
+                **asdict(sampler),
+            )
         for row, index in enumerate(batch):
             answers[index] = decode_answer(tokenizer, output[row, width:].tolist(), stop_ids)
     return answers
@@ -187,8 +204,15 @@ def score_references(
     """Per SFT example: (summed negative ELBO of its answer in nats, answer tokens scored).
 
     Examples are scored `batch_size` at a time (for the progress bar) from one seeded generator.
+    A causal model's score is its exact negative log-likelihood of the answer instead.
     """
     from difusi.diffusion.likelihood import dataset_elbo
+
+    if model.config.causal:
+        return [
+            answer_nll(model, example)
+            for example in tqdm(examples, desc="scoring references", unit="row", disable=not progress)
+        ]
 
     generator = torch.Generator().manual_seed(seed)
     scores = []
@@ -197,6 +221,17 @@ def score_references(
         result = dataset_elbo(model, chunk, mc_num, batch_size, generator)
         scores += [(example.nelbo, example.answer_tokens) for example in result.per_example]
     return scores
+
+
+@torch.inference_mode()
+def answer_nll(model, example: dict) -> tuple[float, int]:
+    """A causal model's summed next-token negative log-likelihood of an SFT example's answer, in nats,
+    and the number of answer tokens."""
+    input_ids = torch.tensor([example["input_ids"]], device=next(model.parameters()).device)
+    start = example["prompt_length"]
+    logits = model(input_ids[:, :-1], logits_positions=torch.arange(start - 1, input_ids.shape[1] - 1)).logits
+    nll = torch.nn.functional.cross_entropy(logits[0].float(), input_ids[0, start:], reduction="sum")
+    return float(nll), input_ids.shape[1] - start
 
 
 def summarize(rows: list[dict]) -> tuple[dict, dict]:

@@ -18,7 +18,7 @@ import yaml
 from difusi.errors import DifusiError
 
 METHODS = ("lora", "loraplus", "pissa", "full")
-OBJECTIVES = ("diffusion",)
+OBJECTIVES = ("diffusion", "ar")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -44,11 +44,17 @@ class RunConfig:
     gradient_checkpointing: bool = option(False, "recompute block activations in the backward pass")
     precision: str = option("auto", "'auto' (bf16 on GPU, fp32 on CPU), 'bf16' or 'fp32'")
     seed: int = option(42, "seed of the data order, initialisation and masking noise")
+    objective: str = option(
+        "diffusion",
+        "'diffusion' (masked-diffusion loss) or 'ar' (causal model, next-token loss: the AR baseline)",
+    )
     logging_steps: int = option(10, "write metrics.jsonl every N steps")
     save_steps: int = option(100, "write a resumable checkpoint every N steps")
 
     def validate(self) -> None:
         """Reject bad settings up front, before any model or data is loaded."""
+        if self.objective not in OBJECTIVES:
+            raise DifusiError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.precision not in PRECISIONS:
             raise DifusiError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not self.out:
@@ -92,7 +98,6 @@ class TrainConfig(RunConfig):
     base: str = option("GSAI-ML/LLaDA-8B-Instruct", "base model: checkpoint directory or hub id")
     data: str = option("", "directory holding train.parquet (and test.parquet for the eval ELBO)")
     method: str = option("lora", f"fine-tuning method: {', '.join(METHODS)}")
-    objective: str = option("diffusion", "training objective (masked-diffusion SFT loss)")
     loss_normalization: str = option("answer_length", "SFT loss: 'answer_length' (official) or 'token'")
     max_length: int = option(512, "longest tokenized example; longer answers are cut and counted")
     # Adapter
@@ -118,8 +123,6 @@ class TrainConfig(RunConfig):
     def validate(self) -> None:
         if self.method not in METHODS:
             raise DifusiError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.objective not in OBJECTIVES:
-            raise DifusiError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.loraplus_ratio < 1:
             raise DifusiError(
                 f"LoRA+ ratio {self.loraplus_ratio} is below 1; lora_B must learn at least as fast as lora_A "

@@ -1,7 +1,8 @@
 """Masked-diffusion pretraining from scratch of a preset model on plain text (the demo's base).
 
 The preset's project tokenizer encodes the corpus; documents are packed into fixed-length
-sequences with EOS between them, and the model learns with LLaDA's pretraining loss.
+sequences with EOS between them, and the model learns with LLaDA's pretraining loss (with
+`objective: ar`, the same architecture made causal learns next-token prediction: the AR baseline).
 Run directory: model/ (official-layout checkpoint + tokenizer, usable as `difusi train --base`),
 metrics.jsonl, run_info.json, config.yaml, tensorboard/, checkpoints/.
 """
@@ -105,6 +106,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         processing_class=tokenizer,
         callbacks=trainer_callbacks(out),
         mask_id=ids.mask,
+        objective=config.objective,
     )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()

@@ -208,6 +208,7 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
         processing_class=tokenizer,
         callbacks=trainer_callbacks(out),
         mask_id=ids.mask,
+        objective=config.objective,
         loss_normalization=config.loss_normalization,
         loraplus_ratio=config.loraplus_ratio if config.method == "loraplus" else None,
         eval_fn=elbo_eval(test_data, config) if test_data else None,

@@ -1,4 +1,5 @@
-"""A small transformers.Trainer subclass: the masked-diffusion loss, LoRA+ groups, and metrics.jsonl.
+"""A small transformers.Trainer subclass: the masked-diffusion (or AR baseline) loss, LoRA+ groups, and
+metrics.jsonl.
 
 Everything else (data order, checkpoints and resume, gradient accumulation, mixed precision,
 distributed training through accelerate) is the library's.
@@ -14,7 +15,9 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
+from difusi.autoregressive import next_token_loss
 from difusi.diffusion.losses import pretraining_loss, sft_loss
+from difusi.errors import DifusiError
 
 # Optimizer parameter groups, in the order each builder creates them, named for metrics.jsonl.
 TRAINER_GROUPS = ("decay", "no_decay")
@@ -34,6 +37,10 @@ def noise_generator(seed: int, global_step: int, micro_step: int, rank: int) -> 
 class DiffusionTrainer(Trainer):
     """Trainer whose loss is LLaDA's: `sft_loss` for batches with `prompt_lengths`, else `pretraining_loss`.
 
+    `objective="ar"` trains the autoregressive baseline instead: the model's config turns causal (so
+    it is saved as a causal checkpoint) and the loss is `next_token_loss`, on the answer in SFT
+    batches and on every token otherwise.
+
     `loraplus_ratio` (set for LoRA+) makes create_optimizer build peft's LoRA+ groups, so the
     optimizer is created inside the Trainer as FSDP requires. `eval_fn(model) -> dict` replaces
     the default evaluation loop (the test-set ELBO). Logs gain wall_time_s, tokens_per_s and
@@ -44,6 +51,7 @@ class DiffusionTrainer(Trainer):
         self,
         *args,
         mask_id: int,
+        objective: str = "diffusion",
         loss_normalization: str = "answer_length",
         loraplus_ratio: float | None = None,
         eval_fn=None,
@@ -51,6 +59,15 @@ class DiffusionTrainer(Trainer):
     ):
         super().__init__(*args, **kwargs)
         self.mask_id = mask_id
+        self.objective = objective
+        if objective == "ar" and not self.model.config.causal:
+            if hasattr(self.model, "peft_config"):
+                # The adapter would be reloaded onto the bidirectional base it was not trained for.
+                raise DifusiError(
+                    "--objective ar with an adapter needs a causal base; pretrain one with "
+                    "`difusi pretrain --objective ar` or use --method full"
+                )
+            self.model.config.causal = True  # saved with the model: a causal checkpoint
         self.loss_normalization = loss_normalization
         self.loraplus_ratio = loraplus_ratio
         self.eval_fn = eval_fn
@@ -65,7 +82,9 @@ class DiffusionTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         input_ids = inputs["input_ids"]
         generator = self._next_noise_generator(input_ids.numel())
-        if "prompt_lengths" in inputs:
+        if self.objective == "ar":
+            loss = next_token_loss(model, input_ids, inputs.get("prompt_lengths"))
+        elif "prompt_lengths" in inputs:
             loss = sft_loss(
                 model, input_ids, inputs["prompt_lengths"], self.mask_id, generator, self.loss_normalization
             )
