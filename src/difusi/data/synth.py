@@ -57,7 +57,6 @@ REAL_SUBSET_ROWS = {
     "wikipedia_bug": 633,
 }
 COPIES = {"safety_prompt": 500, "identity_prompt": 500, "dolly": 5}
-POEM_TEMPLATES = 20
 NULL_EVERY = 20_000  # about one row in this many has a null or empty input or output
 
 
@@ -85,8 +84,10 @@ _SECTION = [
     ('Apa yang kamu ketahui tentang "', '"? Jawab seperti Wikipedia.'),
     ('Tulis paragraf informatif berjudul "', '".'),
 ]
-_SUBSECTION = [(f"{p}subbagian ", s) for p, s in [("Tuliskan ", ""), ("Jelaskan ", ""), ("Buatlah ", "")]]
-_SUBSECTION = [(p + '"', '" dari sebuah artikel Wikipedia.') for p, _ in _SUBSECTION] + [
+_SUBSECTION = [
+    ('Tuliskan subbagian "', '" dari sebuah artikel Wikipedia.'),
+    ('Jelaskan subbagian "', '" dari sebuah artikel Wikipedia.'),
+    ('Buatlah subbagian "', '" dari sebuah artikel Wikipedia.'),
     ('Lanjutkan artikel Wikipedia dengan subbagian "', '".'),
     ('Isi subbagian "', '" pada artikel ensiklopedia.'),
 ]
@@ -94,19 +95,14 @@ WIKI_TEMPLATES = _family("wikipedia_section", _SECTION) + _family("wikipedia_sub
 WIKI_DAERAH_TEMPLATES = _family("wikipedia_section_daerah", _SECTION) + _family(
     "wikipedia_subsection_daerah", _SUBSECTION
 )
-POEM_TEMPLATES_LIST = [
-    Template(f"indo_puisi_{i}", prefix, suffix)
-    for i, (prefix, suffix) in enumerate(
-        (p, s)
-        for p in (
-            'Buatlah puisi berjudul "',
-            'Tuliskan sebuah puisi dengan judul "',
-            'Karang puisi tentang "',
-            'Puisi "',
-        )
-        for s in ('".', '" dalam empat baris.', '" untuk dibacakan.', '" yang indah.', '", tanpa penjelasan.')
-    )
-]
+_POEM_OPENINGS = (
+    'Buatlah puisi berjudul "',
+    'Tuliskan sebuah puisi dengan judul "',
+    'Karang puisi tentang "',
+    'Puisi "',
+)
+_POEM_ENDINGS = ('".', '" dalam empat baris.', '" untuk dibacakan.', '" yang indah.', '", tanpa penjelasan.')
+PUISI_TEMPLATES = _family("indo_puisi", [(p, e) for p in _POEM_OPENINGS for e in _POEM_ENDINGS])
 WIKIHOW_TEMPLATES = _family(
     "wikihow",
     [
@@ -264,9 +260,9 @@ def _subset_rows(subset: str, ordinals: np.ndarray, total: int, rng: np.random.G
         inputs = _fill(templates, which, _paragraphs(pool.sentence, start, rng.integers(1, 4, n), " "))
         outputs = pa.array(_NUSA_LABELS).take(pa.array(start % len(_NUSA_LABELS)))
     elif subset == "indo_puisi":
-        templates = POEM_TEMPLATES_LIST
-        which = ordinals % POEM_TEMPLATES
-        poem = pa.array((ordinals // POEM_TEMPLATES) * 7919 % size)
+        templates = PUISI_TEMPLATES
+        which = ordinals % len(templates)
+        poem = pa.array((ordinals // len(templates)) * 7919 % size)
         inputs = _fill(templates, which, pool.title.take(poem))
         outputs = pool.poem.take(poem)
     elif subset == "wikihow":
