@@ -24,6 +24,7 @@ COMMANDS = [
     "chat",
     "evaluate",
     "compare",
+    "demo",
     "bench",
 ]
 
