@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
+import json
+import shutil
 from types import SimpleNamespace
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from torch import nn
 
-from difusi import generate
+from difusi import LLaDAModelLM, generate
+from difusi.cli import main
 from difusi.diffusion.reference import reference_generate
 from difusi.errors import DifusiError
 from difusi.model import LLaDAConfig
@@ -173,3 +178,34 @@ def test_bad_fast_settings_raise_clear_errors(model, padded_batch, options, mess
     prompt, attention_mask = padded_batch
     with pytest.raises(DifusiError, match=message):
         generate(model, prompt, attention_mask, steps=8, gen_length=16, block_length=8, **options)
+
+
+def test_token_agreement_counts_positions_over_the_longer_answer():
+    from difusi.diffusion.benchmark import token_agreement
+
+    # row 1: 2 of 3 positions agree; row 2: 1 of 4 (the other answer stops after one token); row 3: empty
+    assert token_agreement([[1, 2, 3], [5, 6, 7, 8], []], [[1, 9, 3], [5], []]) == 3 / 7
+    assert token_agreement([[]], [[]]) == 1.0
+
+
+def test_bench_sampling_writes_json_and_plot(tiny_checkpoint, tmp_path):
+    rows = {name: ["x", "y"] for name in ("subset_name", "template_name")}
+    rows |= {"input": ["Apa ibu kota Indonesia?", "Sebutkan satu buah."], "output": ["Jakarta.", "Mangga."]}
+    pq.write_table(pa.table(rows), tmp_path / "test.parquet")
+    ar_dir = shutil.copytree(tiny_checkpoint, tmp_path / "ar")  # the tiny model made causal
+    ar = LLaDAModelLM.from_pretrained(ar_dir)
+    ar.config.causal = True
+    ar.save_pretrained(ar_dir)
+    args = ["bench", "sampling", "--model", str(tiny_checkpoint), "--ar-model", str(ar_dir)]
+    args += ["--test", str(tmp_path / "test.parquet"), "--gen-lengths", "16", "--batch-sizes", "1", "2"]
+    args += ["--block-length", "8", "--quality-gen-length", "16", "--out", str(tmp_path / "bench")]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "bench" / "sampling.json").read_text())
+    names = ["exact", "prefix", "dual", "threshold", "prefix+threshold", "dual+threshold", "ar"]
+    assert [(r["sampler"], r["batch_size"]) for r in report["speed"]] == [
+        (n, b) for b in (1, 2) for n in names
+    ]
+    assert all(r["speedup"] == 1.0 for r in report["speed"] if r["sampler"] == "exact")
+    assert [r["sampler"] for r in report["quality"]] == names
+    assert report["quality"][0]["agreement"] == 1.0
+    assert (tmp_path / "bench" / "sampling.png").stat().st_size > 0

@@ -6,8 +6,14 @@ Each benchmark is a sub-command registered by a function in BENCHMARKS.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+from pathlib import Path
 
 import torch
+
+from difusi.diffusion.benchmark import FAST_SAMPLERS
+from difusi.errors import DifusiError
 
 
 def _gen_block(text: str) -> tuple[int, int]:
@@ -41,7 +47,38 @@ def register_sampler(items: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_sampler)
 
 
-BENCHMARKS = [register_sampler]
+def register_sampling(items: argparse._SubParsersAction) -> None:
+    parser = items.add_parser(
+        "sampling",
+        help="exact vs cached / threshold diffusion sampling and AR decoding: tokens/s, latency, quality",
+    )
+    parser.add_argument("--model", required=True, help="diffusion checkpoint directory")
+    parser.add_argument("--ar-model", help="AR baseline checkpoint (`--objective ar`) of the same size")
+    parser.add_argument("--test", help="test.parquet: also score each sampler's answers (chrF++, agreement)")
+    parser.add_argument(
+        "--out", default="bench-sampling", help="directory for sampling.json and sampling.png"
+    )
+    parser.add_argument(
+        "--gen-lengths", nargs="+", type=int, default=[64, 128, 256], help="default 64 128 256"
+    )
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="default 1 8")
+    parser.add_argument("--block-length", type=int, default=32, help="semi-autoregressive block (default 32)")
+    parser.add_argument(
+        "--samplers", nargs="+", choices=list(FAST_SAMPLERS), default=list(FAST_SAMPLERS), help="default all"
+    )
+    parser.add_argument("--prompt-length", type=int, default=32, help="random prompt tokens (default 32)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="timed runs per sampler, best kept (default 1)"
+    )
+    parser.add_argument("--limit", type=int, default=16, help="test rows scored (default 16)")
+    parser.add_argument(
+        "--quality-gen-length", type=int, default=256, help="gen length of the quality run (default 256)"
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    parser.set_defaults(func=run_sampling)
+
+
+BENCHMARKS = [register_sampler, register_sampling]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,3 +123,60 @@ def run_sampler(args: argparse.Namespace) -> None:
             f"{row.gen_length:>5} {row.block_length:>5} {row.steps:>5} {row.tokens_per_s:>12.1f} "
             f"{row.reference_tokens_per_s:>14.1f} {row.speedup:>6.2f}x {'yes' if row.identical else 'no'}"
         )
+
+
+def run_sampling(args: argparse.Namespace) -> None:
+    from difusi.diffusion.benchmark import (
+        benchmark_sampling,
+        plot_sampling,
+        quality_table,
+        sampling_quality,
+        sampling_table,
+    )
+    from difusi.evaluation.evaluate import load_model, load_test_rows
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rows = load_test_rows(args.test, args.limit) if args.test else None  # fail before the model loads
+    model, tokenizer = load_model(args.model, device=device)
+    ar_model = load_model(args.ar_model, device=device)[0] if args.ar_model else None
+    if ar_model is not None and not ar_model.config.causal:
+        raise DifusiError(f"{args.ar_model} is not a causal model; pass a `--objective ar` checkpoint")
+    print(
+        f"sampling benchmark: {args.model}, {device}, block {args.block_length}, threads {torch.get_num_threads()}"
+    )
+    speeds = benchmark_sampling(
+        model,
+        ar_model,
+        args.gen_lengths,
+        args.batch_sizes,
+        args.block_length,
+        args.prompt_length,
+        args.repeats,
+        args.samplers,
+    )
+    print(sampling_table(speeds))
+    report = {"model": args.model, "ar_model": args.ar_model, "device": str(device)}
+    report["speed"] = [dataclasses.asdict(row) for row in speeds]
+    if rows is not None:
+        quality = sampling_quality(
+            model,
+            tokenizer,
+            rows,
+            ar_model,
+            args.quality_gen_length,
+            args.block_length,
+            samplers=args.samplers,
+        )
+        print(f"\nquality on {len(rows)} test rows at {args.quality_gen_length} tokens:")
+        print(quality_table(quality))
+        report["quality"] = [dataclasses.asdict(row) for row in quality]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, write in (
+        ("sampling.json", lambda path: path.write_text(json.dumps(report, indent=2) + "\n")),
+        ("sampling.png", lambda path: plot_sampling(speeds, path)),
+    ):
+        tmp = out / f".tmp.{name}"
+        write(tmp)
+        tmp.replace(out / name)
+    print(f"written {out / 'sampling.json'} and {out / 'sampling.png'}")

@@ -1,7 +1,10 @@
-"""Speed of `generate` against the literal official algorithm (`reference_generate`) on one model."""
+"""Sampler benchmarks: `generate` against the literal official algorithm (`benchmark_sampler`), and
+the fast samplers (key/value cache, confidence threshold) and AR decoding against the exact sampler
+(`benchmark_sampling`, `sampling_quality`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,6 +13,17 @@ import torch
 
 from difusi.diffusion.reference import reference_generate
 from difusi.diffusion.sampler import generate, model_device
+
+# The diffusion samplers compared, as `generate` options on top of the exact sampler's.
+FAST_SAMPLERS: dict[str, dict] = {
+    "exact": {},
+    "prefix": dict(cache="prefix"),
+    "dual": dict(cache="dual"),
+    "threshold": dict(threshold=0.9),
+    "prefix+threshold": dict(cache="prefix", threshold=0.9),
+    "dual+threshold": dict(cache="dual", threshold=0.9),
+}
+AR = "ar"  # the autoregressive baseline's name in results
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,18 @@ def _timed(sampler: Callable, model, prompt: torch.Tensor, options: dict) -> tup
     return time.perf_counter() - started, output
 
 
+def random_prompt(model, batch_size: int, prompt_length: int, seed: int = 0) -> torch.Tensor:
+    """Random token ids [batch_size, prompt_length] on the model's device, never the mask id (which
+    would turn prompt tokens into positions to fill)."""
+    vocab = model.config.vocab_size
+    prompt = torch.randint(
+        0, vocab, (batch_size, prompt_length), generator=torch.Generator().manual_seed(seed)
+    )
+    return torch.where(prompt == model.config.mask_token_id, (prompt + 1) % vocab, prompt).to(
+        model_device(model)
+    )
+
+
 def benchmark_sampler(
     model,
     settings: Sequence[tuple[int, int]] = ((64, 64), (128, 32), (256, 32)),
@@ -51,12 +77,7 @@ def benchmark_sampler(
 ) -> list[SamplerSpeed]:
     """Tokens/s of `generate` and of the official algorithm for each (gen_length, block_length), with
     steps = gen_length (LLaDA's recommendation) on a random prompt batch; warmed up first."""
-    device = model_device(model)
-    vocab = model.config.vocab_size
-    generator = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(0, vocab, (batch_size, prompt_length), generator=generator)
-    # Random ids, but never the mask id, which would turn prompt tokens into positions to fill.
-    prompt = torch.where(prompt == model.config.mask_token_id, (prompt + 1) % vocab, prompt).to(device)
+    prompt = random_prompt(model, batch_size, prompt_length, seed)
     generate(model, prompt, steps=4, gen_length=8, block_length=8)
     results = []
     for gen_length, block_length in settings:
@@ -83,3 +104,162 @@ def benchmark_sampler(
             )
         )
     return results
+
+
+@dataclass(frozen=True)
+class SamplingSpeed:
+    """One sampler at one (gen_length, batch_size): best wall time of a batch and generated tokens/s."""
+
+    sampler: str
+    gen_length: int
+    batch_size: int
+    seconds: float
+    tokens_per_s: float
+    speedup: float  # tokens/s over the exact sampler's at the same setting
+
+
+def benchmark_sampling(
+    model,
+    ar_model=None,
+    gen_lengths: Sequence[int] = (64, 128, 256),
+    batch_sizes: Sequence[int] = (1, 8),
+    block_length: int = 32,
+    prompt_length: int = 32,
+    repeats: int = 1,
+    samplers: Sequence[str] = tuple(FAST_SAMPLERS),
+    seed: int = 0,
+) -> list[SamplingSpeed]:
+    """Latency and tokens/s of each diffusion sampler in `samplers` (steps = gen_length, blocks of
+    `block_length`) and of `ar_generate` on `ar_model` (when given, no early stop), on random prompts.
+
+    The samplers alternate within each repeat and keep their best run, so load changes hit all alike.
+    """
+    from difusi.autoregressive import ar_generate
+
+    runners = {name: (generate, model, FAST_SAMPLERS[name]) for name in samplers}
+    if ar_model is not None:
+        runners[AR] = (ar_generate, ar_model, {})
+    generate(model, random_prompt(model, 1, 4), steps=4, gen_length=8, block_length=8)  # warm-up
+    results = []
+    for gen_length in gen_lengths:
+        for batch_size in batch_sizes:
+            prompt = random_prompt(model, batch_size, prompt_length, seed)
+            best = dict.fromkeys(runners, float("inf"))
+            for _ in range(repeats):
+                for name, (sampler, runner_model, options) in runners.items():
+                    options = options | dict(gen_length=gen_length)
+                    if sampler is generate:
+                        options |= dict(steps=gen_length, block_length=min(block_length, gen_length))
+                    best[name] = min(best[name], _timed(sampler, runner_model, prompt, options)[0])
+            reference = best.get("exact")
+            for name, seconds in best.items():
+                speedup = reference / seconds if reference is not None else float("nan")
+                tokens_per_s = batch_size * gen_length / seconds
+                results.append(SamplingSpeed(name, gen_length, batch_size, seconds, tokens_per_s, speedup))
+    return results
+
+
+@dataclass(frozen=True)
+class SamplingQuality:
+    """One sampler's answers on test rows: chrF++ against the references, and the share of answer
+    tokens equal to the exact sampler's (position by position, over the longer of the two answers)."""
+
+    sampler: str
+    chrf_pp: float
+    agreement: float
+    seconds: float
+
+
+def sampling_quality(
+    model,
+    tokenizer,
+    rows: list[dict],
+    ar_model=None,
+    gen_length: int = 256,
+    block_length: int = 32,
+    batch_size: int = 8,
+    max_length: int = 512,
+    samplers: Sequence[str] = tuple(FAST_SAMPLERS),
+) -> list[SamplingQuality]:
+    """Answer the test `rows` (prepared test.parquet rows) with each sampler, greedy, as `difusi
+    evaluate` does, and score the answers; the exact sampler runs first as the agreement reference."""
+    from difusi.evaluation.evaluate import SamplerSettings, fit_prompt, generate_answers
+    from difusi.evaluation.metrics import CHRF_PP
+
+    prompts = [fit_prompt(tokenizer, row["input"], max_length - gen_length).ids for row in rows]
+    settings = SamplerSettings(steps=gen_length, gen_length=gen_length, block_length=block_length)
+    runners = {name: (model, FAST_SAMPLERS[name]) for name in ("exact", *samplers)}
+    if ar_model is not None:
+        runners[AR] = (ar_model, {})
+    exact_tokens: list[list[int]] = []
+    results = []
+    for name, (runner_model, options) in runners.items():
+        started = time.perf_counter()
+        sampler = dataclasses.replace(settings, **options)
+        answers = generate_answers(runner_model, tokenizer, prompts, sampler, batch_size, progress=False)
+        seconds = time.perf_counter() - started
+        tokens = [tokenizer.encode(text, add_special_tokens=False) for text, _ in answers]
+        exact_tokens = exact_tokens or tokens  # the exact sampler runs first
+        scored = [
+            {"generation": text, "reference": row["output"]}
+            for (text, _), row in zip(answers, rows, strict=True)
+        ]
+        results.append(SamplingQuality(name, CHRF_PP(scored), token_agreement(exact_tokens, tokens), seconds))
+    return results
+
+
+def token_agreement(reference: list[list[int]], other: list[list[int]]) -> float:
+    """Share of positions, pooled over rows, where two answers hold the same token; a position only
+    one answer reaches counts as a disagreement. Two empty answers agree fully."""
+    same = total = 0
+    for a, b in zip(reference, other, strict=True):
+        same += sum(x == y for x, y in zip(a, b, strict=False))
+        total += max(len(a), len(b))
+    return same / total if total else 1.0
+
+
+def sampling_table(speeds: Sequence[SamplingSpeed]) -> str:
+    """Markdown table: tokens/s, latency and speed-up over the exact sampler for every setting."""
+    lines = [
+        "| sampler | gen | batch | tokens/s | latency (s) | vs exact |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in speeds:
+        lines.append(
+            f"| {row.sampler} | {row.gen_length} | {row.batch_size} | {row.tokens_per_s:.1f} | "
+            f"{row.seconds:.2f} | {row.speedup:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def quality_table(quality: Sequence[SamplingQuality]) -> str:
+    """Markdown table: chrF++ (and its change from the exact sampler's) and token agreement."""
+    exact = next(row.chrf_pp for row in quality if row.sampler == "exact")
+    lines = ["| sampler | chrF++ | Δ chrF++ | agreement with exact | seconds |", "|---|---:|---:|---:|---:|"]
+    for row in quality:
+        lines.append(
+            f"| {row.sampler} | {row.chrf_pp:.2f} | {row.chrf_pp - exact:+.2f} | {100 * row.agreement:.1f}% | "
+            f"{row.seconds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_sampling(speeds: Sequence[SamplingSpeed], path) -> None:
+    """Tokens/s against gen length, one panel per batch size, one line per sampler (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch_sizes = sorted({row.batch_size for row in speeds})
+    figure, axes = plt.subplots(1, len(batch_sizes), figsize=(5 * len(batch_sizes), 4), squeeze=False)
+    for axis, batch_size in zip(axes[0], batch_sizes, strict=True):
+        for sampler in dict.fromkeys(row.sampler for row in speeds):
+            rows = [row for row in speeds if row.sampler == sampler and row.batch_size == batch_size]
+            axis.plot([r.gen_length for r in rows], [r.tokens_per_s for r in rows], marker="o", label=sampler)
+        axis.set(title=f"batch {batch_size}", xlabel="generated tokens", ylabel="tokens/s", yscale="log")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
