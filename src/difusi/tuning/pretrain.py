@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 from transformers import PreTrainedTokenizerBase, default_data_collator, set_seed
 
 from difusi.data.atomic import atomic_directory
@@ -94,13 +93,14 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     ids = special_token_ids(tokenizer, model.config)
     blocks = pack_corpus(texts, tokenizer, config.seq_len, ids.eos)
 
+    args = training_arguments(config, out)
     out.mkdir(parents=True, exist_ok=True)
-    if PartialState().is_main_process:
+    if args.process_index == 0:  # under accelerate every process runs this
         config.to_yaml(out / "config.yaml")
     set_seed(config.seed)
     trainer = DiffusionTrainer(
         model=model,
-        args=training_arguments(config, out),
+        args=args,
         train_dataset=blocks,
         data_collator=default_data_collator,
         processing_class=tokenizer,

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 from transformers import PreTrainedTokenizerBase, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
@@ -182,7 +181,10 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
         raise DifusiError(
             f"no train.parquet in {config.data}; run `difusi prepare` or pass the prepared data directory"
         )
-    base, tokenizer = load_base(config.base, torch.bfloat16 if use_bf16(config.precision) else torch.float32)
+    # Frozen bases are stored in bf16 to halve their memory; weights that train stay float32
+    # (bf16 then means autocast), since bf16 weights would round small updates away.
+    frozen_bf16 = use_bf16(config.precision) and config.method != "full"
+    base, tokenizer = load_base(config.base, torch.bfloat16 if frozen_bf16 else torch.float32)
     ids = special_token_ids(tokenizer, base.config)
     train_data = load_sft_data(config.data, "train", tokenizer, config.max_length)
     test_data = None
@@ -191,9 +193,10 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
     if config.method != "full":
         check_adapter_fits(base, config)
 
-    out.mkdir(parents=True, exist_ok=True)
+    args = training_arguments(config, out, eval_steps=config.eval_steps if test_data else 0)
     # Under accelerate every process runs this; only the main one writes files.
-    main_process = PartialState().is_main_process
+    main_process = args.process_index == 0
+    out.mkdir(parents=True, exist_ok=True)
     if main_process:
         config.to_yaml(out / "config.yaml")
     set_seed(config.seed)  # adapter init (and PiSSA's randomized SVD) draw from the global RNG
@@ -201,7 +204,7 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
     model = base if config.method == "full" else attach_adapter(base, config, initial_dir)
     trainer = DiffusionTrainer(
         model=model,
-        args=training_arguments(config, out, eval_steps=config.eval_steps if test_data else 0),
+        args=args,
         train_dataset=train_data.examples,
         eval_dataset=test_data.examples if test_data else None,
         data_collator=sft_collator(ids.pad),
