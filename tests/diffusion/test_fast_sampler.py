@@ -209,3 +209,22 @@ def test_bench_sampling_writes_json_and_plot(tiny_checkpoint, tmp_path):
     assert [r["sampler"] for r in report["quality"]] == names
     assert report["quality"][0]["agreement"] == 1.0
     assert (tmp_path / "bench" / "sampling.png").stat().st_size > 0
+
+
+def test_gpu_benchmark_script_runs_on_cpu_with_the_tiny_preset(monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "gpu_llada8b.py"
+    spec = importlib.util.spec_from_file_location("gpu_llada8b", path)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_llada8b", script)  # dataclasses look their module up there
+    spec.loader.exec_module(script)
+    table = script.main(["--preset", "tiny", "--device", "cpu"]).splitlines()
+    assert table[0].startswith("tiny architecture (") and table[0].endswith("random float32 weights) on CPU")
+    rows = [line.split(" | ") for line in table[4:]]
+    settings = [f"seq 64, batch {b}, checkpointing {c}" for c in ("off", "on") for b in (1, 4)]
+    settings += [f"32 tokens, block 8, batch {b}" for b in (1, 8) for _ in range(2)]
+    assert [row[1] for row in rows] == settings
+    assert all(float(row[2]) > 0 and row[3] == "n/a |" for row in rows)
