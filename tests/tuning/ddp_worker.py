@@ -14,7 +14,6 @@ if __name__ == "__main__":
     config_path, dump_dir = sys.argv[1], Path(sys.argv[2])
     run = prepare_run(TrainConfig.from_yaml(config_path))
     run.trainer.train()
-    rank = run.trainer.args.process_index
+    args = run.trainer.args
     weights = {name: p.detach().contiguous() for name, p in run.model.named_parameters()}
-    save_file(weights, dump_dir / f"rank{rank}.safetensors")
-    print(f"rank {rank} of {run.trainer.args.world_size} done")
+    save_file(weights, dump_dir / f"rank{args.process_index}-of-{args.world_size}.safetensors")

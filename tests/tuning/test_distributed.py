@@ -34,9 +34,11 @@ def test_two_process_ddp_run_keeps_ranks_identical(make_config, tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert {"rank 0 of 2 done", "rank 1 of 2 done"} <= set(result.stdout.splitlines())
-
-    rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert sorted(path.name for path in tmp_path.glob("rank*")) == [
+        "rank0-of-2.safetensors",
+        "rank1-of-2.safetensors",
+    ]
+    rank0, rank1 = (load_file(tmp_path / f"rank{rank}-of-2.safetensors") for rank in (0, 1))
     assert rank0.keys() == rank1.keys()
     assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)
     lora_b = [name for name in rank0 if "lora_B" in name]
