@@ -44,6 +44,7 @@ def test_train_then_merge(make_config, tiny_checkpoint, tmp_path, capsys):
     )
     merged = LLaDAModelLM.from_pretrained(tmp_path / "merged").eval()
     assert (tmp_path / "merged" / "tokenizer.json").is_file()
+    assert (tmp_path / "merged" / "generation_config.json").is_file()
     original = LLaDAModelLM.from_pretrained(tiny_checkpoint)
     adapted = PeftModel.from_pretrained(original, out / "adapter").eval()
     ids = torch.randint(0, merged.config.vocab_size, (2, 10), generator=torch.Generator().manual_seed(1))

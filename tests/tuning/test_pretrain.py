@@ -48,7 +48,9 @@ def test_pretrain_tiny_writes_a_loadable_checkpoint(tmp_path):
     )  # fmt: skip
     out = pretrain(config)
     model = LLaDAModelLM.from_pretrained(out / "model")
-    assert (out / "model" / "tokenizer.json").is_file()
+    assert (out / "model" / "tokenizer.json").is_file() and (
+        out / "model" / "generation_config.json"
+    ).is_file()
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2, 3]
     assert all(line["tokens_seen"] == 4 * 32 * line["step"] for line in lines)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 from pathlib import Path
 
 import torch
 from peft import PeftModel
+from transformers import GenerationConfig
 
+from difusi.data.atomic import atomic_directory
 from difusi.errors import DifusiError
 from difusi.model import LLaDAConfig
 from difusi.model.tokenizer import load_tokenizer
@@ -35,12 +37,10 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: torch.
     if (adapter / "tokenizer_config.json").is_file():
         tokenizer = load_tokenizer(str(adapter))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    merged.to(target_dtype).save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    if out.exists():
-        out.rmdir()
-    staging.rename(out)
+    with atomic_directory(out) as staging:
+        merged.to(target_dtype).save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        # The official layout carries the base's generation_config.json (bos/eos ids), when it has one.
+        with contextlib.suppress(OSError):
+            GenerationConfig.from_pretrained(base).save_pretrained(staging)
     return out

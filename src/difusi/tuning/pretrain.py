@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedTokenizerBase, default_data_collator, set_seed
+from transformers import GenerationConfig, PreTrainedTokenizerBase, default_data_collator, set_seed
 
 from difusi.data.atomic import atomic_directory
 from difusi.errors import DifusiError
@@ -87,9 +87,9 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     texts = read_corpus(config.corpus)
     with tempfile.TemporaryDirectory() as scratch:
         # The same preset and seed give the same initial weights, so a resumed run starts alike.
-        model, tokenizer = load_base(
-            str(build_checkpoint(config.preset, Path(scratch) / "init", config.seed))
-        )
+        initial = build_checkpoint(config.preset, Path(scratch) / "init", config.seed)
+        model, tokenizer = load_base(str(initial))
+        generation_config = GenerationConfig.from_pretrained(initial)
     ids = special_token_ids(tokenizer, model.config)
     blocks = pack_corpus(texts, tokenizer, config.seq_len, ids.eos)
 
@@ -115,6 +115,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         with atomic_directory(out / "model") as staging:
             trainer.accelerator.unwrap_model(trainer.model).save_pretrained(staging)
             tokenizer.save_pretrained(staging)
+            generation_config.save_pretrained(staging)
         summary = run_summary(trainer, result.metrics, checkpoint)
         summary |= {"preset": config.preset, "corpus_texts": len(texts), "sequences": len(blocks)}
         write_json(out / "run_info.json", summary)
