@@ -108,8 +108,11 @@ def test_resume_equals_uninterrupted_training(make_config, tmp_path, method):
     )
 
 
-def test_run_directory_and_eval_elbo(make_config, sft_data_with_test, tiny_checkpoint):
+def test_run_directory_and_eval_elbo(make_config, sft_data_with_test, tiny_checkpoint, caplog):
     run = fit(make_config(method="lora", data=str(sft_data_with_test), eval_steps=2, max_steps=4))
+    truncated = run.train_data.truncated
+    assert 0 < truncated < 16
+    assert f"{truncated} of 16 training rows exceed max_length 64: their answers were cut" in caplog.text
     out = run.out
     assert sorted(p.name for p in out.iterdir()) == [
         "adapter",
@@ -122,6 +125,7 @@ def test_run_directory_and_eval_elbo(make_config, sft_data_with_test, tiny_check
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [(e["step"], e["eval_elbo"]) for e in lines if "eval_elbo" in e]
     assert [step for step, _ in evals] == [0, 2, 4]  # the base model, then every 2 steps
+    assert lines[0]["wall_time_s"] == 0.0
     assert all(value > 0 for _, value in evals)
     train_lines = [e for e in lines if "loss" in e]
     assert [e["step"] for e in train_lines] == [1, 2, 3, 4]

@@ -12,6 +12,7 @@ Run directory (what evaluation reads):
 from __future__ import annotations
 
 import json
+import logging
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from difusi.tuning.data import SFTData, load_sft_data, sft_collator, split_path
 from difusi.tuning.trainer import DiffusionTrainer, MetricsCallback
 
 PISSA_INITIAL_DIR = "pissa_initial_adapter"
+logger = logging.getLogger(__name__)
 
 
 def load_base(base: str, dtype: torch.dtype = torch.float32) -> tuple[LLaDAModelLM, PreTrainedTokenizerBase]:
@@ -187,6 +189,13 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
     base, tokenizer = load_base(config.base, torch.bfloat16 if frozen_bf16 else torch.float32)
     ids = special_token_ids(tokenizer, base.config)
     train_data = load_sft_data(config.data, "train", tokenizer, config.max_length)
+    if train_data.truncated:
+        logger.warning(
+            "%d of %d training rows exceed max_length %d: their answers were cut (no <|eot_id|>)",
+            train_data.truncated,
+            train_data.rows,
+            config.max_length,
+        )
     test_data = None
     if split_path(config.data, "test").is_file():
         test_data = load_sft_data(config.data, "test", tokenizer, config.max_length, limit=config.eval_rows)

@@ -145,7 +145,9 @@ class DiffusionTrainer(Trainer):
         return metrics
 
     def log(self, logs, start_time=None):
-        if self._clock is not None:
+        if self._clock is None:
+            logs["wall_time_s"] = 0.0  # logged before the first batch (the base model's eval)
+        else:
             now = time.perf_counter()
             logs["wall_time_s"] = now - self._clock["start"]
             if "loss" in logs:
