@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from difusi.tuning.config import TrainConfig
+from difusi.tuning.config import RunConfig, TrainConfig
 
 
 def add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
     """One --option per dataclass field, default None (so only given options override the YAML)."""
     defaults = config_cls()
-    for field in dataclasses.fields(config_cls):
+    shared = {field.name for field in dataclasses.fields(RunConfig)}
+    # The command's own options (base, data, method ...) first, then the shared training ones.
+    for field in sorted(dataclasses.fields(config_cls), key=lambda field: field.name in shared):
         flag = "--" + field.name.replace("_", "-")
         default = getattr(defaults, field.name)
         help_text = f"{field.metadata.get('help', '')} (default: {default})"
