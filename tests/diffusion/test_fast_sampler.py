@@ -38,6 +38,7 @@ FAST = [
         dict(steps=12, gen_length=24, block_length=8),
         dict(steps=16, gen_length=16, block_length=8, cfg_scale=1.0),
         dict(steps=12, gen_length=24, block_length=8, remasking="random"),
+        dict(steps=32, gen_length=16, block_length=8, remasking="random"),  # idle steps
     ],
 )
 def test_cache_off_and_no_threshold_is_the_official_algorithm(model, padded_batch, options):

@@ -282,7 +282,9 @@ def generate(
             kv_cache = None if cache == "none" else KVCache(config.n_layers)
             for i in range(block_length if threshold is not None else steps_per_block):
                 committable = (x == mask_id) & window
-                if not committable.any():  # threshold decoding filled the block early
+                # A fast mode stops when the block is full; the exact sampler runs every step, as
+                # officially (its random draws continue even when nothing is left to commit).
+                if not exact and not committable.any():
                     break
                 columns = committable.any(dim=0).nonzero().flatten()
                 start, end = 0, None  # a full pass (with a cache: a block's first, which fills it)
