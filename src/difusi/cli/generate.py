@@ -70,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def generate_text(
     model, tokenizer, prompt: str, chat_template: bool = True, generator=None, **sampler
 ) -> str:
-    """The model's answer to `prompt`, decoded up to its first EOS or end of turn.
+    """The model's answer to `prompt`, decoded up to its first EOS or end of turn (by masked
+    diffusion, or autoregressively for a causal `--objective ar` model).
 
     The LLaDA-Instruct chat format is applied when `chat_template` is set and the tokenizer has a
     template; otherwise the prompt is encoded as plain text.
@@ -91,7 +92,15 @@ def generate_text(
     except DifusiError:  # a base tokenizer may have no end-of-turn token
         stop_ids = {model.config.eos_token_id}
     prompt_ids = torch.tensor([ids], device=next(model.parameters()).device)
-    answer = generate(model, prompt_ids, generator=generator, **sampler)[0, len(ids) :].tolist()
+    if model.config.causal:  # the AR baseline decodes left to right; diffusion settings do not apply
+        from difusi.autoregressive import ar_generate
+
+        output = ar_generate(
+            model, prompt_ids, None, sampler["gen_length"], sampler["temperature"], tuple(stop_ids), generator
+        )
+    else:
+        output = generate(model, prompt_ids, generator=generator, **sampler)
+    answer = output[0, len(ids) :].tolist()
     end = next((i for i, token in enumerate(answer) if token in stop_ids), len(answer))
     return tokenizer.decode(answer[:end], skip_special_tokens=True).strip()
 
