@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from difusi.errors import DifusiError
+from difusi.io import write_json
 
 METHODS = ("lora", "loraplus", "pissa")
 
@@ -130,7 +131,7 @@ def check_settings(out: Path, config: DemoConfig) -> None:
     if stamp.is_file() and json.loads(stamp.read_text()) != settings:
         raise DifusiError(f"{out} holds a demo run with other settings; pass another --out or delete {out}")
     out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(settings, indent=2) + "\n")
+    write_json(stamp, settings)
 
 
 def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), console: Console | None = None) -> Path:

@@ -8,7 +8,6 @@ BERT that was never fine-tuned is a weak sentence embedding). `tfidf` is the off
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from tqdm.auto import tqdm
 
 from difusi.data.corpus import cache_dir
 from difusi.errors import DifusiError
+from difusi.io import atomic_path
 
 INDOBERT = "indobenchmark/indobert-base-p1"
 MAX_TOKENS = 512
@@ -122,8 +122,5 @@ def _chunk_key(name: str, texts: list[str]) -> str:
 
 
 def _save_atomically(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
         np.save(handle, array)
-    os.replace(temporary, path)

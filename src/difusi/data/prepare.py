@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from difusi.data.atomic import atomic_directory
 from difusi.data.card import distribution, software_versions, write_card
 from difusi.data.cluster import kmeans_clusters, plot_clusters
 from difusi.data.embed import embed_texts
@@ -33,6 +32,7 @@ from difusi.data.sampling import (
 from difusi.data.select import select_per_cluster
 from difusi.data.source import SCHEMA, Source, resolve_source
 from difusi.errors import DifusiError
+from difusi.io import atomic_directory
 
 log = logging.getLogger(__name__)
 

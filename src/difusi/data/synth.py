@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from difusi.data.atomic import atomic_directory
 from difusi.data.corpus import indonesian_sentences
 from difusi.data.source import SCHEMA
+from difusi.io import atomic_directory
 
 FULL_ROWS = 12_810_390
 FULL_SHARDS = 23

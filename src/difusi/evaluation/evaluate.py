@@ -22,8 +22,8 @@ from transformers import PreTrainedTokenizerBase
 
 from difusi.data.chat_format import build_sft_example, render_chat
 from difusi.errors import DifusiError
-from difusi.evaluation.artifacts import read_json, write_json, write_jsonl
 from difusi.evaluation.metrics import score_rows
+from difusi.io import read_json, write_json, write_jsonl
 from difusi.model.tokenizer import load_tokenizer, special_token_ids
 
 TEST_COLUMNS = ("subset_name", "template_name", "input", "output")

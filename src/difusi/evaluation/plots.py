@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
-from difusi.evaluation.artifacts import atomic_path
 from difusi.evaluation.metrics import ConfidenceInterval
+from difusi.io import atomic_path
 
 if TYPE_CHECKING:
     from difusi.evaluation.report import MethodGroup, ReportedMetric

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from difusi.errors import DifusiError
-from difusi.evaluation.artifacts import read_json, read_jsonl, write_text
 from difusi.evaluation.metrics import METRICS_BY_NAME, ConfidenceInterval, seed_mean_bootstrap_ci
+from difusi.io import read_json, read_jsonl, write_text
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from difusi.errors import DifusiError
+from difusi.io import write_text
 
 METHODS = ("lora", "loraplus", "pissa", "full")
 OBJECTIVES = ("diffusion", "ar")
@@ -84,11 +85,8 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def to_yaml(self, path: str | Path) -> None:
-        """Write the resolved config (temp file then rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        tmp.replace(path)
+        """Write the resolved config atomically."""
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 @dataclass

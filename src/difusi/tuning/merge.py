@@ -9,8 +9,8 @@ import torch
 from peft import PeftModel
 from transformers import GenerationConfig
 
-from difusi.data.atomic import atomic_directory
 from difusi.errors import DifusiError
+from difusi.io import atomic_directory
 from difusi.model import LLaDAConfig
 from difusi.model.tokenizer import load_tokenizer
 from difusi.tuning.train import load_base

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase, default_data_collator, set_seed
 
-from difusi.data.atomic import atomic_directory
 from difusi.errors import DifusiError
+from difusi.io import atomic_directory, write_json
 from difusi.model.presets import build_checkpoint, get_preset
 from difusi.model.tokenizer import special_token_ids
 from difusi.tuning.config import PretrainConfig
@@ -26,7 +26,6 @@ from difusi.tuning.train import (
     run_summary,
     trainer_callbacks,
     training_arguments,
-    write_json,
 )
 from difusi.tuning.trainer import DiffusionTrainer
 

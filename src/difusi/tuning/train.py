@@ -11,7 +11,6 @@ Run directory (what evaluation reads):
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from difusi.data.atomic import atomic_directory
 from difusi.errors import DifusiError
+from difusi.io import atomic_directory, write_json
 from difusi.model import LLaDAModelLM
 from difusi.model.tokenizer import load_tokenizer, special_token_ids
 from difusi.tuning.adapters import attach_adapter, check_adapter_fits, save_adapter
@@ -48,13 +47,6 @@ def load_base(base: str, dtype: torch.dtype = torch.float32) -> tuple[LLaDAModel
 def use_bf16(precision: str) -> bool:
     """'auto' means bf16 on a GPU and fp32 on CPU."""
     return precision == "bf16" or (precision == "auto" and torch.cuda.is_available())
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Write `payload` as JSON (temp file then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def resume_checkpoint(out: Path, resume: bool) -> str | None:

@@ -18,6 +18,7 @@ from transformers import Trainer, TrainerCallback
 from difusi.autoregressive import next_token_loss
 from difusi.diffusion.losses import pretraining_loss, sft_loss
 from difusi.errors import DifusiError
+from difusi.io import write_text
 
 # Optimizer parameter groups, in the order each builder creates them, named for metrics.jsonl.
 TRAINER_GROUPS = ("decay", "no_decay")
@@ -172,9 +173,7 @@ class MetricsCallback(TrainerCallback):
             return
         lines = self.path.read_text().splitlines()
         kept = [line for line in lines if json.loads(line)["step"] <= state.global_step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(self.path)
+        write_text(self.path, "".join(line + "\n" for line in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero:
