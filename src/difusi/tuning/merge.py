@@ -12,8 +12,8 @@ from transformers import GenerationConfig
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory
 from difusi.model import LLaDAConfig
+from difusi.model.loading import load_model
 from difusi.model.tokenizer import load_tokenizer
-from difusi.tuning.train import load_base
 
 
 def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: torch.dtype | None = None) -> Path:
@@ -27,7 +27,7 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: torch.
         raise DifusiError(f"no adapter_config.json in {adapter}; pass a run's adapter/ directory")
     if out.exists() and any(out.iterdir()):
         raise DifusiError(f"{out} already exists and is not empty; choose a new output directory")
-    model, tokenizer = load_base(base, torch.float32)
+    model, tokenizer = load_model(base, device="cpu", dtype=torch.float32)
     stored_dtype = LLaDAConfig.from_pretrained(base).dtype  # as written in config.json, before our upcast
     target_dtype = dtype or stored_dtype or torch.float32
     try:

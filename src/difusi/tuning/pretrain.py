@@ -17,11 +17,11 @@ from transformers import GenerationConfig, PreTrainedTokenizerBase, default_data
 
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory, write_json
+from difusi.model.loading import load_model
 from difusi.model.presets import build_checkpoint, get_preset
 from difusi.model.tokenizer import special_token_ids
 from difusi.tuning.config import PretrainConfig
 from difusi.tuning.train import (
-    load_base,
     resume_checkpoint,
     run_summary,
     trainer_callbacks,
@@ -87,7 +87,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         # The same preset and seed give the same initial weights, so a resumed run starts alike.
         initial = build_checkpoint(config.preset, Path(scratch) / "init", config.seed)
-        model, tokenizer = load_base(str(initial))
+        model, tokenizer = load_model(initial, device="cpu", dtype=torch.float32)
         generation_config = GenerationConfig.from_pretrained(initial)
     ids = special_token_ids(tokenizer, model.config)
     blocks = pack_corpus(texts, tokenizer, config.seq_len, ids.eos)

@@ -23,8 +23,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory, write_json
-from difusi.model import LLaDAModelLM
-from difusi.model.tokenizer import load_tokenizer, special_token_ids
+from difusi.model.loading import load_model
+from difusi.model.tokenizer import special_token_ids
 from difusi.tuning.adapters import attach_adapter, check_adapter_fits, save_adapter
 from difusi.tuning.config import RunConfig, TrainConfig
 from difusi.tuning.data import SFTData, load_sft_data, sft_collator, split_path
@@ -32,16 +32,6 @@ from difusi.tuning.trainer import DiffusionTrainer, MetricsCallback
 
 PISSA_INITIAL_DIR = "pissa_initial_adapter"
 logger = logging.getLogger(__name__)
-
-
-def load_base(base: str, dtype: torch.dtype = torch.float32) -> tuple[LLaDAModelLM, PreTrainedTokenizerBase]:
-    """Load a LLaDA checkpoint and its tokenizer; any failure is one DifusiError naming the base."""
-    try:
-        model = LLaDAModelLM.from_pretrained(base, dtype=dtype)
-    except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DifusiError(f"base model {base!r} does not load ({reason}); pass a LLaDA checkpoint") from error
-    return model, load_tokenizer(base)
 
 
 def use_bf16(precision: str) -> bool:
@@ -178,7 +168,9 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
     # Frozen bases are stored in bf16 to halve their memory; weights that train stay float32
     # (bf16 then means autocast), since bf16 weights would round small updates away.
     frozen_bf16 = use_bf16(config.precision) and config.method != "full"
-    base, tokenizer = load_base(config.base, torch.bfloat16 if frozen_bf16 else torch.float32)
+    base, tokenizer = load_model(
+        config.base, device="cpu", dtype=torch.bfloat16 if frozen_bf16 else torch.float32
+    )
     ids = special_token_ids(tokenizer, base.config)
     train_data = load_sft_data(config.data, "train", tokenizer, config.max_length)
     if train_data.truncated:
