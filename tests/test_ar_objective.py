@@ -13,8 +13,9 @@ import torch
 from difusi import LLaDAModelLM
 from difusi.autoregressive import next_token_loss
 from difusi.data.corpus import indonesian_sentences
+from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
-from difusi.evaluation.evaluate import EvaluationConfig, SamplerSettings, evaluate
+from difusi.evaluation.evaluate import EvaluationConfig, evaluate
 from difusi.model.presets import build_checkpoint, preset_tokenizer
 from difusi.tuning.config import PretrainConfig, TrainConfig
 from difusi.tuning.pretrain import pack_corpus, pretrain

@@ -9,8 +9,8 @@ from rich.console import Console
 
 from difusi.chat import MASK_GLYPH, ChatSession, denoising_view, run_chat
 from difusi.data.chat_format import render_chat
+from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
-from difusi.evaluation.evaluate import SamplerSettings
 
 SETTINGS = SamplerSettings(steps=8, gen_length=8, block_length=4)
 

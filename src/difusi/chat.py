@@ -15,10 +15,9 @@ from rich.live import Live
 from rich.text import Text
 
 from difusi.data.chat_format import render_chat
-from difusi.diffusion.sampler import generate, model_device
+from difusi.diffusion.sampler import SamplerSettings, generate, model_device
 from difusi.errors import DifusiError
-from difusi.evaluation.evaluate import SamplerSettings, decode_answer
-from difusi.model.tokenizer import EOT_TOKEN, token_id
+from difusi.generation import decode_answer, stop_token_ids
 
 MASK_GLYPH = "░"
 HELP = "Type a message. /reset clears the conversation, /quit (or Ctrl-D) leaves."
@@ -36,7 +35,7 @@ class ChatSession:
 
     @property
     def stop_ids(self) -> set[int]:
-        return {self.model.config.eos_token_id, token_id(self.tokenizer, EOT_TOKEN)}
+        return stop_token_ids(self.tokenizer, self.model.config)
 
     def reset(self) -> None:
         self.messages.clear()

@@ -66,7 +66,8 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
     """The pipeline as an ordered list of stages, each writing under `out`."""
     from difusi.data.prepare import PrepareConfig, prepare
     from difusi.data.synth import synth_cendol
-    from difusi.evaluation.evaluate import EvaluationConfig, SamplerSettings, evaluate
+    from difusi.diffusion.sampler import SamplerSettings
+    from difusi.evaluation.evaluate import EvaluationConfig, evaluate
     from difusi.evaluation.report import load_groups, write_report
     from difusi.tuning.config import PretrainConfig, TrainConfig
     from difusi.tuning.pretrain import pretrain

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import torch
-
 from difusi.cli import main
 from difusi.cli.generate import generate_text
+from difusi.diffusion.sampler import SamplerSettings
 from difusi.model import LLaDAModelLM
 from difusi.model.tokenizer import load_tokenizer
 
@@ -15,8 +14,8 @@ def test_generate_prints_the_decoded_answer(tiny_checkpoint, capsys):
     printed = capsys.readouterr().out
     model = LLaDAModelLM.from_pretrained(tiny_checkpoint).eval()
     tokenizer = load_tokenizer(tiny_checkpoint)
-    options = dict(steps=8, gen_length=16, block_length=8, generator=torch.Generator().manual_seed(0))
-    assert printed == generate_text(model, tokenizer, "Apa kabar?", **options) + "\n"
+    settings = SamplerSettings(steps=8, gen_length=16, block_length=8)
+    assert printed == generate_text(model, tokenizer, "Apa kabar?", settings) + "\n"
 
 
 def test_generate_reports_bad_settings_in_one_line(tiny_checkpoint, capsys):

@@ -13,17 +13,16 @@ from peft import LoraConfig, get_peft_model
 
 from difusi import LLaDAModelLM
 from difusi.cli import main
+from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
 from difusi.evaluation.evaluate import (
     EvaluationConfig,
-    SamplerSettings,
-    decode_answer,
     evaluate,
     fit_prompt,
-    generate_answers,
     load_model,
     summarize,
 )
+from difusi.generation import decode_answer, generate_answers
 from difusi.model.tokenizer import special_token_ids
 
 ROWS = [

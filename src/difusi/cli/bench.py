@@ -90,11 +90,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _load_model(args: argparse.Namespace, device: torch.device):
     from difusi.model import LLaDAModelLM
+    from difusi.model.loading import load_model
+
+    if args.model is not None:
+        return load_model(args.model, device=device)[0]
+    from difusi.model.presets import preset_config, preset_tokenizer
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    if args.model is not None:
-        return LLaDAModelLM.from_pretrained(args.model, dtype=dtype).to(device).eval()
-    from difusi.model.presets import preset_config, preset_tokenizer
 
     config = preset_config(args.preset, preset_tokenizer(args.preset))
     torch.manual_seed(0)

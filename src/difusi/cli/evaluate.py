@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from difusi.cli.generate import add_fast_sampler_arguments
-from difusi.evaluation.evaluate import EvaluationConfig, SamplerSettings
+from difusi.cli.options import add_sampler_arguments, sampler_settings
+from difusi.evaluation.evaluate import EvaluationConfig
 
-SAMPLER = SamplerSettings()
 DEFAULTS = EvaluationConfig()
 
 
@@ -21,14 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help="test.parquet written by `difusi prepare`")
     parser.add_argument("--out", required=True, help="directory for generations.jsonl and metrics.json")
     parser.add_argument("--label", help="name in reports (default: the run's method, or 'base')")
-    sampler = parser.add_argument_group("sampler")
-    sampler.add_argument("--steps", type=int, default=SAMPLER.steps)
-    sampler.add_argument("--gen-length", type=int, default=SAMPLER.gen_length)
-    sampler.add_argument("--block-length", type=int, default=SAMPLER.block_length)
-    sampler.add_argument("--temperature", type=float, default=SAMPLER.temperature)
-    sampler.add_argument("--cfg-scale", type=float, default=SAMPLER.cfg_scale)
-    sampler.add_argument("--remasking", choices=["low_confidence", "random"], default=SAMPLER.remasking)
-    add_fast_sampler_arguments(sampler)
+    add_sampler_arguments(parser)
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULTS.batch_size, help="rows per generation batch"
     )
@@ -53,16 +45,7 @@ def run(args: argparse.Namespace) -> None:
     from difusi.evaluation.evaluate import evaluate
 
     config = EvaluationConfig(
-        sampler=SamplerSettings(
-            steps=args.steps,
-            gen_length=args.gen_length,
-            block_length=args.block_length,
-            temperature=args.temperature,
-            cfg_scale=args.cfg_scale,
-            remasking=args.remasking,
-            cache=args.cache,
-            threshold=args.threshold,
-        ),
+        sampler=sampler_settings(args),
         batch_size=args.batch_size,
         mc_num=args.mc_num,
         max_length=args.max_length,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from difusi.diffusion.reference import reference_generate
-from difusi.diffusion.sampler import generate, model_device
+from difusi.diffusion.sampler import SamplerSettings, generate, model_device
 
 # The diffusion samplers compared, as `generate` options on top of the exact sampler's.
 FAST_SAMPLERS: dict[str, dict] = {
@@ -183,8 +183,9 @@ def sampling_quality(
 ) -> list[SamplingQuality]:
     """Answer the test `rows` (prepared test.parquet rows) with each sampler, greedy, as `difusi
     evaluate` does, and score the answers; the exact sampler runs first as the agreement reference."""
-    from difusi.evaluation.evaluate import SamplerSettings, fit_prompt, generate_answers
+    from difusi.evaluation.evaluate import fit_prompt
     from difusi.evaluation.metrics import CHRF_PP
+    from difusi.generation import generate_answers
 
     prompts = [fit_prompt(tokenizer, row["input"], max_length - gen_length).ids for row in rows]
     settings = SamplerSettings(steps=gen_length, gen_length=gen_length, block_length=block_length)

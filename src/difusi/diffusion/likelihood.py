@@ -17,7 +17,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from difusi.diffusion.sampler import eval_mode, model_device, uniform
+from difusi.diffusion.losses import uniform
+from difusi.diffusion.sampler import eval_mode, model_device
 from difusi.errors import DifusiError
 
 

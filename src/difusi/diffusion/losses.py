@@ -17,10 +17,12 @@ RANDOM_LENGTH_PROB = 0.01  # share of pretraining batches cut to a random length
 SFTNormalization = Literal["answer_length", "token"]
 
 
-def _rand(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Uniform draws from `generator` (on its own device), moved to `device`."""
+def uniform(
+    shape, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """U[0, 1) draws from `generator` (on the generator's own device), moved to `device`."""
     gen_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=gen_device).to(device)
+    return torch.rand(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
 
 
 def forward_process(
@@ -36,9 +38,9 @@ def forward_process(
     (e.g. the prompt in SFT) are never masked.
     """
     B, T = input_ids.shape
-    t = _rand(B, generator, input_ids.device)
+    t = uniform(B, generator, input_ids.device)
     p_mask = ((1 - eps) * t + eps)[:, None].expand(B, T)
-    masked = _rand((B, T), generator, input_ids.device) < p_mask
+    masked = uniform((B, T), generator, input_ids.device) < p_mask
     if eligible is not None:
         masked &= eligible
     return torch.where(masked, mask_id, input_ids), masked, p_mask
@@ -96,7 +98,7 @@ def pretraining_loss(
 ) -> torch.Tensor:
     """Masked-diffusion pretraining loss; with probability `random_length_prob` the batch is first
     cut to a random length in [1, T], so the model also sees short sequences."""
-    if random_length_prob > 0 and _rand(1, generator, input_ids.device).item() < random_length_prob:
+    if random_length_prob > 0 and uniform(1, generator, input_ids.device).item() < random_length_prob:
         gen_device = generator.device if generator is not None else input_ids.device
         length = int(torch.randint(1, input_ids.shape[1] + 1, (1,), generator=generator, device=gen_device))
         input_ids = input_ids[:, :length]

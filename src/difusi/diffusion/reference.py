@@ -13,10 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def _rand(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
-    gen_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+from difusi.diffusion.losses import uniform
 
 
 def add_gumbel_noise(logits: torch.Tensor, temperature: float, generator=None) -> torch.Tensor:
@@ -24,7 +21,7 @@ def add_gumbel_noise(logits: torch.Tensor, temperature: float, generator=None) -
     if temperature == 0:
         return logits
     logits = logits.to(torch.float64)
-    noise = _rand(logits.shape, generator, logits.device, torch.float64)
+    noise = uniform(logits.shape, generator, logits.device, torch.float64)
     gumbel_noise = (-torch.log(noise)) ** temperature
     return logits.exp() / gumbel_noise
 
@@ -124,7 +121,7 @@ def reference_generate(
                 p = F.softmax(logits, dim=-1)
                 x0_p = torch.squeeze(torch.gather(p, dim=-1, index=torch.unsqueeze(x0, -1)), -1)  # b, l
             elif remasking == "random":
-                x0_p = _rand((x0.shape[0], x0.shape[1]), generator, x0.device)
+                x0_p = uniform((x0.shape[0], x0.shape[1]), generator, x0.device)
             else:
                 raise NotImplementedError(remasking)
 

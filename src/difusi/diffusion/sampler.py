@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from difusi.diffusion.losses import uniform
 from difusi.errors import DifusiError
 from difusi.model.modeling_llada import KVCache
 
@@ -32,12 +34,19 @@ CACHES = ("none", "prefix", "dual")
 StepHook = Callable[[int, torch.Tensor], None]
 
 
-def uniform(
-    shape, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """U[0, 1) draws from `generator` (on the generator's own device), moved to `device`."""
-    gen_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+@dataclass(frozen=True)
+class SamplerSettings:
+    """`generate` settings as one value; the defaults are LLaDA's chat recommendation (steps = gen_length,
+    blocks of 32), which `difusi generate`, `evaluate` and `chat` share."""
+
+    steps: int = 128
+    gen_length: int = 128
+    block_length: int = 32
+    temperature: float = 0.0
+    cfg_scale: float = 0.0
+    remasking: str = "low_confidence"
+    cache: str = "none"  # Fast-dLLM key/value cache: none, prefix or dual
+    threshold: float | None = None  # confidence-threshold parallel decoding (None: the fixed schedule)
 
 
 def model_device(model) -> torch.device:

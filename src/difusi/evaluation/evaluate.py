@@ -21,26 +21,14 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from difusi.data.chat_format import build_sft_example, render_chat
+from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
 from difusi.evaluation.metrics import score_rows
+from difusi.generation import generate_answers
 from difusi.io import read_json, write_json, write_jsonl
-from difusi.model.tokenizer import load_tokenizer, special_token_ids
+from difusi.model.loading import load_model
 
 TEST_COLUMNS = ("subset_name", "template_name", "input", "output")
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """Sampler options for evaluation; LLaDA's recommended chat settings (steps = gen_length, blocks of 32)."""
-
-    steps: int = 128
-    gen_length: int = 128
-    block_length: int = 32
-    temperature: float = 0.0
-    cfg_scale: float = 0.0
-    remasking: str = "low_confidence"
-    cache: str = "none"  # Fast-dLLM key/value cache: none, prefix or dual
-    threshold: float | None = None  # confidence-threshold parallel decoding (None: the fixed schedule)
 
 
 @dataclass(frozen=True)
@@ -79,28 +67,6 @@ def load_test_rows(path: str | Path, limit: int | None = None) -> list[dict]:
     return [{"id": index, **row} for index, row in enumerate(rows)]
 
 
-def load_model(base: str, adapter: str | None = None, device: torch.device | None = None):
-    """The base LLaDA model (with the adapter merged in, when given) in eval mode, and its tokenizer.
-
-    The tokenizer comes from the base directory. bf16 on GPU, fp32 on CPU.
-    """
-    from difusi.model import LLaDAModelLM
-
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = LLaDAModelLM.from_pretrained(base, dtype=dtype)
-    if adapter is not None:
-        from peft import PeftModel
-
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise DifusiError(
-                f"{adapter} holds no adapter_config.json; pass the adapter/ dir of a `difusi train` run"
-            )
-        # The sampler calls the model hundreds of times per batch: merged weights cost nothing per call.
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    return model.to(device).eval(), load_tokenizer(base)
-
-
 @dataclass(frozen=True)
 class FittedPrompt:
     """A user message as the model sees it (possibly cut) and its rendered one-turn prompt's token ids."""
@@ -131,71 +97,6 @@ def fit_prompt(tokenizer: PreTrainedTokenizerBase, content: str, max_tokens: int
         # Re-tokenising the cut text can merge differently at the cut, hence the loop.
         content = tokenizer.decode(content_ids[: len(content_ids) - overflow])
         truncated = True
-
-
-def decode_answer(
-    tokenizer: PreTrainedTokenizerBase, answer_ids: list[int], stop_ids: set[int]
-) -> tuple[str, int]:
-    """Text of the generated answer up to its first stop token (EOS or end of turn), and its length in tokens."""
-    length = next((i for i, token in enumerate(answer_ids) if token in stop_ids), len(answer_ids))
-    return tokenizer.decode(answer_ids[:length], skip_special_tokens=True).strip(), length
-
-
-def generate_answers(
-    model,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: list[list[int]],
-    sampler: SamplerSettings,
-    batch_size: int,
-    seed: int = 0,
-    progress: bool = True,
-) -> list[tuple[str, int]]:
-    """Generate one answer per prompt (token ids); returns (text, answer tokens) in the prompts' order.
-
-    Prompts are batched by length (longest first) so left padding stays short; the sampler sees an
-    attention mask over the padding. Sampling draws (temperature > 0, random remasking) come from a
-    generator seeded with `seed`. A causal model decodes autoregressively (`ar_generate`, same
-    gen_length and temperature; the diffusion-only settings do not apply).
-    """
-    from difusi.autoregressive import ar_generate
-    from difusi.diffusion.sampler import generate
-
-    ids = special_token_ids(tokenizer, model.config)
-    stop_ids = {ids.eos, ids.eot}
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    answers: list[tuple[str, int]] = [("", 0)] * len(prompts)
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
-        width = max(len(prompts[i]) for i in batch)
-        input_ids = torch.full((len(batch), width), ids.pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, index in enumerate(batch):
-            prompt = prompts[index]
-            input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
-            attention_mask[row, width - len(prompt) :] = 1
-        if model.config.causal:
-            output = ar_generate(
-                model,
-                input_ids.to(device),
-                attention_mask.to(device),
-                sampler.gen_length,
-                sampler.temperature,
-                tuple(stop_ids),
-                generator,
-            )
-        else:
-            output = generate(
-                model,
-                input_ids.to(device),
-                attention_mask=attention_mask.to(device),
-                generator=generator,
-                **asdict(sampler),
-            )
-        for row, index in enumerate(batch):
-            answers[index] = decode_answer(tokenizer, output[row, width:].tolist(), stop_ids)
-    return answers
 
 
 def score_references(

@@ -1,0 +1,82 @@
+"""From prompts to decoded answers, for diffusion models and the autoregressive baseline alike.
+
+`generate_answers` is what `difusi generate`, `evaluate` and the benchmarks call: batched by length,
+left-padded with an attention mask, decoded up to the first end-of-answer token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from difusi.autoregressive import ar_generate
+from difusi.diffusion.sampler import SamplerSettings, generate
+from difusi.model.tokenizer import EOT_TOKEN
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, config) -> set[int]:
+    """Tokens that end an answer: EOS and, when the tokenizer has one, end of turn."""
+    eot = tokenizer.convert_tokens_to_ids(EOT_TOKEN)
+    return {config.eos_token_id} | ({eot} if eot is not None and eot != tokenizer.unk_token_id else set())
+
+
+def decode_answer(
+    tokenizer: PreTrainedTokenizerBase, answer_ids: list[int], stop_ids: set[int]
+) -> tuple[str, int]:
+    """Text of the generated answer up to its first stop token (EOS or end of turn), and its length in tokens."""
+    length = next((i for i, token in enumerate(answer_ids) if token in stop_ids), len(answer_ids))
+    return tokenizer.decode(answer_ids[:length], skip_special_tokens=True).strip(), length
+
+
+def generate_answers(
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[int]],
+    sampler: SamplerSettings,
+    batch_size: int,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[tuple[str, int]]:
+    """Generate one answer per prompt (token ids); returns (text, answer tokens) in the prompts' order.
+
+    Prompts are batched by length (longest first) so left padding stays short; the sampler sees an
+    attention mask over the padding. Sampling draws (temperature > 0, random remasking) come from a
+    generator seeded with `seed`. A causal model decodes autoregressively (`ar_generate`, same
+    gen_length and temperature; the diffusion-only settings do not apply).
+    """
+    stop_ids = stop_token_ids(tokenizer, model.config)
+    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else model.config.eos_token_id
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    answers: list[tuple[str, int]] = [("", 0)] * len(prompts)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
+        width = max(len(prompts[i]) for i in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, index in enumerate(batch):
+            prompt = prompts[index]
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            attention_mask[row, width - len(prompt) :] = 1
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        if model.config.causal:
+            output = ar_generate(
+                model,
+                input_ids,
+                attention_mask,
+                sampler.gen_length,
+                sampler.temperature,
+                tuple(stop_ids),
+                generator,
+            )
+        else:
+            output = generate(
+                model, input_ids, attention_mask=attention_mask, generator=generator, **asdict(sampler)
+            )
+        for row, index in enumerate(batch):
+            answers[index] = decode_answer(tokenizer, output[row, width:].tolist(), stop_ids)
+    return answers
