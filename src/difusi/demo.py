@@ -30,7 +30,7 @@ class DemoConfig:
     """Sizes of every demo stage (the defaults are the full demo; see QUICK_DEMO)."""
 
     preset: str = "small"
-    pretrain_steps: int = 160
+    pretrain_steps: int = 320
     pretrain_batch_size: int = 16
     pretrain_seq_len: int = 96
     cendol_rows: int = 40_000
@@ -155,5 +155,6 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), console: Consol
         console.print(f"{label}: {time.perf_counter() - stage_started:.0f} s")
     report = out / "report" / "report.md"
     console.print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Report: {report}\n")
-    console.print(headline_table(load_groups([out / "runs" / name for name in ("base", *METHODS)])))
+    table = headline_table(load_groups([out / "runs" / name for name in ("base", *METHODS)]))
+    console.print(table, soft_wrap=True, markup=False)
     return report
