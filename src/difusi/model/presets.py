@@ -83,6 +83,7 @@ def preset_config(name: str, tokenizer: PreTrainedTokenizerBase) -> LLaDAConfig:
         embedding_size=len(tokenizer),
         max_sequence_length=preset.max_sequence_length,
         mask_token_id=ids.mask,
+        bos_token_id=ids.bos,
         eos_token_id=ids.eos,
         pad_token_id=ids.pad,
     )
