@@ -213,14 +213,16 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
 
 
 def elbo_eval(test_data: SFTData, config: TrainConfig):
-    """Test-set negative ELBO per answer token, with a fixed generator so every eval is comparable."""
-    from difusi.diffusion.likelihood import dataset_elbo
+    """Test-set negative ELBO per answer token (a causal model's exact negative log-likelihood), with
+    a fixed seed so every eval is comparable."""
+    from difusi.evaluation.evaluate import score_references
 
     def evaluate(model) -> dict[str, float]:
         with torch.no_grad():
-            generator = torch.Generator().manual_seed(config.seed)
-            elbo = dataset_elbo(model, test_data.examples, config.eval_mc_num, config.batch_size, generator)
-        return {"elbo": float(elbo)}
+            scores = score_references(
+                model, test_data.examples, config.eval_mc_num, config.batch_size, config.seed, progress=False
+            )
+        return {"elbo": sum(nats for nats, _ in scores) / sum(tokens for _, tokens in scores)}
 
     return evaluate
 
