@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from difusi.cli import build_parser
-from difusi.cli.train import resolve_config
+from difusi.cli.options import resolve_config
 from difusi.errors import DifusiError
 from difusi.tuning.config import PretrainConfig, TrainConfig
 

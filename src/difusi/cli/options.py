@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from difusi.diffusion.sampler import CACHES, REMASKING, SamplerSettings, check_sampler_settings
+from difusi.tuning.config import RunConfig
 
 
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,3 +51,31 @@ def sampler_settings(args: argparse.Namespace) -> SamplerSettings:
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_cls, example_yaml: str) -> None:
+    """--config, --resume, then one --option per field of a run config dataclass, default None (so
+    only the options given override the YAML)."""
+    parser.add_argument("--config", help=f"YAML recipe, e.g. {example_yaml}")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    defaults = config_cls()
+    shared = {field.name for field in dataclasses.fields(RunConfig)}
+    # The command's own options (base, data, method ...) first, then the shared training ones.
+    for field in sorted(dataclasses.fields(config_cls), key=lambda field: field.name in shared):
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        help_text = f"{field.metadata.get('help', '')} (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            kind = type(default) if isinstance(default, int | float) else str
+            parser.add_argument(flag, type=kind, default=None, metavar=field.name.upper(), help=help_text)
+
+
+def resolve_config(args: argparse.Namespace, config_cls):
+    """The YAML recipe (or the defaults) with every option given on the command line applied."""
+    config = config_cls.from_yaml(args.config) if args.config else config_cls()
+    names = {field.name for field in dataclasses.fields(config_cls)}
+    return config.with_overrides({k: v for k, v in vars(args).items() if k in names}, source="command line")

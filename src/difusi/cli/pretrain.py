@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from difusi.cli.train import add_config_options, resolve_config
+from difusi.cli.options import add_config_options, resolve_config
 from difusi.tuning.config import PretrainConfig
 
 
@@ -16,11 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "text corpus (default: the built-in offline Indonesian corpus). Writes OUT/model, usable as "
         "`difusi train --base OUT/model`.",
     )
-    parser.add_argument("--config", help="YAML recipe, e.g. configs/demo-pretrain.yaml")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
-    add_config_options(parser, PretrainConfig)
+    add_config_options(parser, PretrainConfig, "configs/demo-pretrain.yaml")
     parser.set_defaults(func=run)
 
 
