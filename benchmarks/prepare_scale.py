@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from difusi.data.corpus import cache_dir
+from difusi.corpus import cache_dir
 from difusi.data.synth import FULL_ROWS, FULL_SHARDS
 
 

@@ -24,4 +24,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     pip install -e ".[dev]" "torch==$TORCH_VERSION"
     touch "$stamp"
 fi
-"$py" -m difusi.data.corpus --ensure >/dev/null
+"$py" -m difusi.corpus --ensure >/dev/null

@@ -12,7 +12,7 @@ import torch
 
 from difusi import LLaDAModelLM
 from difusi.autoregressive import next_token_loss
-from difusi.data.corpus import indonesian_sentences
+from difusi.corpus import indonesian_sentences
 from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
 from difusi.evaluation.evaluate import EvaluationConfig, evaluate

@@ -8,9 +8,9 @@ import pytest
 from rich.console import Console
 
 from difusi.chat import MASK_GLYPH, ChatSession, denoising_view, run_chat
-from difusi.data.chat_format import render_chat
 from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
+from difusi.model.tokenizer import render_chat
 
 SETTINGS = SamplerSettings(steps=8, gen_length=8, block_length=4)
 

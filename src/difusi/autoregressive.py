@@ -89,3 +89,14 @@ def sample_token(logits: torch.Tensor, temperature: float, generator: torch.Gene
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.inference_mode()
+def answer_nll(model, example: dict) -> tuple[float, int]:
+    """A causal model's summed next-token negative log-likelihood of an SFT example's answer, in nats,
+    and the number of answer tokens."""
+    input_ids = torch.tensor([example["input_ids"]], device=next(model.parameters()).device)
+    start = example["prompt_length"]
+    logits = model(input_ids[:, :-1], logits_positions=torch.arange(start - 1, input_ids.shape[1] - 1)).logits
+    nll = F.cross_entropy(logits[0].float(), input_ids[0, start:], reduction="sum")
+    return float(nll), input_ids.shape[1] - start

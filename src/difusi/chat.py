@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from difusi.data.chat_format import render_chat
 from difusi.diffusion.sampler import SamplerSettings, generate, model_device
 from difusi.errors import DifusiError
 from difusi.generation import decode_answer, stop_token_ids
+from difusi.model.tokenizer import encode_chat
 
 MASK_GLYPH = "░"
 HELP = "Type a message. /reset clears the conversation, /quit (or Ctrl-D) leaves."
@@ -44,7 +44,7 @@ class ChatSession:
         """The rendered conversation, dropping the oldest exchanges until prompt + answer fit the model."""
         limit = self.model.config.max_sequence_length - self.sampler.gen_length
         while True:
-            ids = self.tokenizer.encode(render_chat(self.messages, self.tokenizer), add_special_tokens=False)
+            ids = encode_chat(self.tokenizer, self.messages)
             if len(ids) <= limit:
                 return ids
             if len(self.messages) <= 1:

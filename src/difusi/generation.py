@@ -1,12 +1,13 @@
 """From prompts to decoded answers, for diffusion models and the autoregressive baseline alike.
 
-`generate_answers` is what `difusi generate`, `evaluate` and the benchmarks call: batched by length,
-left-padded with an attention mask, decoded up to the first end-of-answer token.
+`generate_text` answers one message (what `difusi generate` prints); `generate_answers` is what
+`evaluate` and the benchmarks call: batched by length, left-padded with an attention mask, decoded
+up to the first end-of-answer token. `fit_prompt` encodes a message cut to a token budget.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -14,7 +15,9 @@ from transformers import PreTrainedTokenizerBase
 
 from difusi.autoregressive import ar_generate
 from difusi.diffusion.sampler import SamplerSettings, generate
-from difusi.model.tokenizer import EOT_TOKEN
+from difusi.errors import DifusiError
+from difusi.model.configuration_llada import padding_id
+from difusi.model.tokenizer import EOT_TOKEN, encode_chat
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase, config) -> set[int]:
@@ -48,7 +51,7 @@ def generate_answers(
     gen_length and temperature; the diffusion-only settings do not apply).
     """
     stop_ids = stop_token_ids(tokenizer, model.config)
-    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else model.config.eos_token_id
+    pad_id = padding_id(model.config)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -80,3 +83,58 @@ def generate_answers(
         for row, index in enumerate(batch):
             answers[index] = decode_answer(tokenizer, output[row, width:].tolist(), stop_ids)
     return answers
+
+
+def generate_text(
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    settings: SamplerSettings | None = None,
+    chat_template: bool = True,
+    seed: int = 0,
+) -> str:
+    """The model's answer to `prompt`, decoded up to its first EOS or end of turn (by masked
+    diffusion, or autoregressively for a causal `--objective ar` model).
+
+    The LLaDA-Instruct chat format is applied when `chat_template` is set and the tokenizer has a
+    template; otherwise the prompt is encoded as plain text.
+    """
+    ids = (
+        encode_chat(tokenizer, prompt)
+        if chat_template and tokenizer.chat_template
+        else tokenizer.encode(prompt)
+    )
+    [(answer, _)] = generate_answers(
+        model, tokenizer, [ids], settings or SamplerSettings(), batch_size=1, seed=seed, progress=False
+    )
+    return answer
+
+
+@dataclass(frozen=True)
+class FittedPrompt:
+    """A user message as the model sees it (possibly cut) and its rendered one-turn prompt's token ids."""
+
+    content: str
+    ids: list[int]
+    truncated: bool
+
+
+def fit_prompt(tokenizer: PreTrainedTokenizerBase, content: str, max_tokens: int) -> FittedPrompt:
+    """Render a one-turn prompt, cutting the user message from its end until it fits `max_tokens`.
+
+    The chat markup is kept whole, so the model still sees a well-formed turn.
+    """
+    truncated = False
+    while True:
+        ids = encode_chat(tokenizer, content)
+        if len(ids) <= max_tokens:
+            return FittedPrompt(content, ids, truncated)
+        content_ids = tokenizer.encode(content.strip(), add_special_tokens=False)
+        overflow = len(ids) - max_tokens
+        if overflow >= len(content_ids):
+            raise DifusiError(
+                f"the chat markup alone exceeds {max_tokens} prompt tokens; raise --max-length or lower --gen-length"
+            )
+        # Re-tokenising the cut text can merge differently at the cut, hence the loop.
+        content = tokenizer.decode(content_ids[: len(content_ids) - overflow])
+        truncated = True

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from difusi.data.chat_format import build_sft_example, collate_sft, render_chat
+from difusi.data.chat_format import build_sft_example, collate_sft
 from difusi.errors import DifusiError
+from difusi.model.tokenizer import render_chat
 
 ONE_TURN = [{"role": "user", "content": "Apa ibu kota Indonesia?"}]
 TWO_TURNS = [

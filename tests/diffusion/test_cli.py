@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from difusi.cli import main
-from difusi.cli.generate import generate_text
 from difusi.diffusion.sampler import SamplerSettings
+from difusi.generation import generate_text
 from difusi.model import LLaDAModelLM
 from difusi.model.tokenizer import load_tokenizer
 

@@ -182,7 +182,7 @@ def test_bad_fast_settings_raise_clear_errors(model, padded_batch, options, mess
 
 
 def test_token_agreement_counts_positions_over_the_longer_answer():
-    from difusi.diffusion.benchmark import token_agreement
+    from difusi.evaluation.benchmark import token_agreement
 
     # row 1: 2 of 3 positions agree; row 2: 1 of 4 (the other answer stops after one token); row 3: empty
     assert token_agreement([[1, 2, 3], [5, 6, 7, 8], []], [[1, 9, 3], [5], []]) == 3 / 7

@@ -15,14 +15,9 @@ from difusi import LLaDAModelLM
 from difusi.cli import main
 from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
-from difusi.evaluation.evaluate import (
-    EvaluationConfig,
-    evaluate,
-    fit_prompt,
-    load_model,
-    summarize,
-)
-from difusi.generation import decode_answer, generate_answers
+from difusi.evaluation.evaluate import EvaluationConfig, evaluate, summarize
+from difusi.generation import decode_answer, fit_prompt, generate_answers
+from difusi.model.loading import load_model
 from difusi.model.tokenizer import special_token_ids
 
 ROWS = [

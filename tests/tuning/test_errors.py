@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from difusi.cli import main
-from difusi.data.chat_format import render_chat
 from difusi.errors import DifusiError
+from difusi.model.tokenizer import render_chat
 from difusi.tuning.train import prepare_run
 
 

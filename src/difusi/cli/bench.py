@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from difusi.diffusion.benchmark import FAST_SAMPLERS
 from difusi.errors import DifusiError
+from difusi.evaluation.benchmark import FAST_SAMPLERS
 
 
 def _gen_block(text: str) -> tuple[int, int]:
@@ -104,7 +104,7 @@ def _load_model(args: argparse.Namespace, device: torch.device):
 
 
 def run_sampler(args: argparse.Namespace) -> None:
-    from difusi.diffusion.benchmark import benchmark_sampler
+    from difusi.evaluation.benchmark import benchmark_sampler
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = _load_model(args, device)
@@ -128,14 +128,15 @@ def run_sampler(args: argparse.Namespace) -> None:
 
 
 def run_sampling(args: argparse.Namespace) -> None:
-    from difusi.diffusion.benchmark import (
+    from difusi.evaluation.benchmark import (
         benchmark_sampling,
         plot_sampling,
         quality_table,
         sampling_quality,
         sampling_table,
     )
-    from difusi.evaluation.evaluate import load_model, load_test_rows
+    from difusi.evaluation.evaluate import load_test_rows
+    from difusi.model.loading import load_model
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = load_test_rows(args.test, args.limit) if args.test else None  # fail before the model loads

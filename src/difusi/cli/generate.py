@@ -21,29 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def generate_text(model, tokenizer, prompt: str, settings, chat_template: bool = True, seed: int = 0) -> str:
-    """The model's answer to `prompt`, decoded up to its first EOS or end of turn (by masked
-    diffusion, or autoregressively for a causal `--objective ar` model).
-
-    The LLaDA-Instruct chat format is applied when `chat_template` is set and the tokenizer has a
-    template; otherwise the prompt is encoded as plain text.
-    """
-    from difusi.data.chat_format import render_chat
-    from difusi.generation import generate_answers
-
-    if chat_template and tokenizer.chat_template:
-        # The rendered text already starts with BOS.
-        text = render_chat([{"role": "user", "content": prompt}], tokenizer)
-        ids = tokenizer.encode(text, add_special_tokens=False)
-    else:
-        ids = tokenizer.encode(prompt)
-    [(answer, _)] = generate_answers(
-        model, tokenizer, [ids], settings, batch_size=1, seed=seed, progress=False
-    )
-    return answer
-
-
 def run(args: argparse.Namespace) -> None:
+    from difusi.generation import generate_text
     from difusi.model.loading import load_model
 
     settings = sampler_settings(args)  # fail before a long model load

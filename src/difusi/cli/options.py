@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from difusi.diffusion.sampler import CACHES, REMASKING, SamplerSettings, check_sampler_settings
+from difusi.diffusion.sampler import CACHES, REMASKING, SamplerSettings
 from difusi.tuning.config import RunConfig
 
 
@@ -45,7 +45,7 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
 def sampler_settings(args: argparse.Namespace) -> SamplerSettings:
     """The SamplerSettings given by `add_sampler_arguments` options, checked before any model loads."""
     settings = SamplerSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SamplerSettings)})
-    check_sampler_settings(**dataclasses.asdict(settings))
+    settings.check()
     return settings
 
 

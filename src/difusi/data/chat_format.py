@@ -1,10 +1,7 @@
-"""LLaDA-Instruct chat prompts and SFT examples in the official layout.
+"""LLaDA-Instruct SFT examples in the official layout.
 
-A rendered prompt is `<|startoftext|>` then, per turn,
-`<|start_header_id|>{role}<|end_header_id|>\\n\\n{content}<|eot_id|>`, then the assistant header
-`<|start_header_id|>assistant<|end_header_id|>\\n\\n` (Llama-3 layout, no system/date block).
-An SFT example is that prompt followed by the answer and `<|eot_id|>`; the batch's EOS padding
-after it belongs to the answer (official GUIDELINES).
+An SFT example is the rendered chat prompt (`difusi.model.tokenizer.render_chat`) followed by the
+answer and `<|eot_id|>`; the batch's EOS padding after it belongs to the answer (official GUIDELINES).
 """
 
 from __future__ import annotations
@@ -15,36 +12,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from difusi.errors import DifusiError
-from difusi.model.tokenizer import BOS_TOKEN, END_HEADER_TOKEN, EOT_TOKEN, START_HEADER_TOKEN, token_id
-
-Message = Mapping[str, str]
-
-
-def _turn(role: str, content: str | None = None) -> str:
-    header = f"{START_HEADER_TOKEN}{role}{END_HEADER_TOKEN}\n\n"
-    # Content is stripped, as the official template's `| trim` does.
-    return header if content is None else f"{header}{content.strip()}{EOT_TOKEN}"
-
-
-def render_chat(
-    messages: Sequence[Message],
-    tokenizer: PreTrainedTokenizerBase | None = None,
-    add_generation_prompt: bool = True,
-) -> str:
-    """Render a conversation (dicts with "role" and "content") as LLaDA-Instruct text.
-
-    BOS is the tokenizer's `bos_token` when a tokenizer is given. With `add_generation_prompt` the
-    text ends in the assistant header, ready for the answer; it gives the same string as the
-    official tokenizer's `apply_chat_template(messages, tokenize=False)`.
-    """
-    if not messages:
-        raise DifusiError("cannot render an empty conversation; pass at least one user message")
-    for number, message in enumerate(messages, 1):
-        if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
-            raise DifusiError(f"chat message {number} needs string 'role' and 'content' fields")
-    bos = (tokenizer.bos_token if tokenizer is not None else None) or BOS_TOKEN
-    text = bos + "".join(_turn(m["role"], m["content"]) for m in messages)
-    return text + _turn("assistant") if add_generation_prompt else text
+from difusi.model.tokenizer import EOT_TOKEN, Message, encode_chat, token_id
 
 
 def build_sft_example(
@@ -61,9 +29,7 @@ def build_sft_example(
     `<|eot_id|>` (the model must not learn to stop where the answer did not end); `truncated`
     says so. The prompt is never cut: it must leave room for at least one answer token.
     """
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-    # The template already holds BOS, so no special tokens are added on encoding.
-    prompt_ids = tokenizer.encode(render_chat(messages, tokenizer), add_special_tokens=False)
+    prompt_ids = encode_chat(tokenizer, prompt)
     answer_ids = tokenizer.encode(answer.strip(), add_special_tokens=False) + [token_id(tokenizer, EOT_TOKEN)]
     room = max_length - len(prompt_ids)
     if room < 1:

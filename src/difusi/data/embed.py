@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from difusi.data.corpus import cache_dir
+from difusi.corpus import cache_dir
 from difusi.errors import DifusiError
 from difusi.io import atomic_path
 

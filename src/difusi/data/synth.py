@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from difusi.data.corpus import indonesian_sentences
+from difusi.corpus import indonesian_sentences
 from difusi.data.source import SCHEMA
 from difusi.io import atomic_directory
 

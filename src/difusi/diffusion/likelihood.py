@@ -16,10 +16,13 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from difusi.autoregressive import answer_nll
 from difusi.diffusion.losses import uniform
-from difusi.diffusion.sampler import eval_mode, model_device
+from difusi.diffusion.sampler import classifier_free_guidance, eval_mode, model_device
 from difusi.errors import DifusiError
+from difusi.model.configuration_llada import padding_id
 
 
 def stratified_mask_counts(answer_length: int, n: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -62,8 +65,7 @@ def masked_nll(
         prompt = torch.arange(targets.shape[1], device=targets.device)[None, :] < prompt_lengths[:, None]
         both = torch.cat([noisy, torch.where(prompt, mask_id, noisy)])
         both_mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
-        cond, un = model(both, attention_mask=both_mask).logits.chunk(2)
-        logits = un + (cfg_scale + 1) * (cond - un)
+        logits = classifier_free_guidance(model(both, attention_mask=both_mask).logits, cfg_scale)
     else:
         logits = model(noisy, attention_mask=attention_mask).logits
     # float32 cross-entropy (the official code scores in the model's dtype, bf16 for LLaDA-8B).
@@ -196,7 +198,7 @@ def dataset_elbo(
         raise DifusiError("no examples to score; pass at least one SFT example")
     config = model.config
     mask_id = config.mask_token_id if mask_id is None else mask_id
-    pad_id = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+    pad_id = padding_id(config)
     lengths = [len(example["input_ids"]) for example in examples]
     prompt_lengths = [int(example["prompt_length"]) for example in examples]
     for number, (length, prompt_length) in enumerate(zip(lengths, prompt_lengths, strict=True)):
@@ -219,3 +221,26 @@ def dataset_elbo(
         ExampleElbo(float(value), tokens) for value, tokens in zip(nelbo, answer_tokens, strict=True)
     ]
     return ElboResult(float(nelbo.sum()) / sum(answer_tokens), per_example)
+
+
+def score_references(
+    model, examples: list[dict], mc_num: int, batch_size: int, seed: int = 0, progress: bool = True
+) -> list[tuple[float, int]]:
+    """Per SFT example: (summed negative ELBO of its answer in nats, answer tokens scored).
+
+    Examples are scored `batch_size` at a time (for the progress bar) from one seeded generator.
+    A causal model's score is its exact negative log-likelihood of the answer instead.
+    """
+    if model.config.causal:
+        return [
+            answer_nll(model, example)
+            for example in tqdm(examples, desc="scoring references", unit="row", disable=not progress)
+        ]
+
+    generator = torch.Generator().manual_seed(seed)
+    scores = []
+    chunks = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
+    for chunk in tqdm(chunks, desc="scoring references", unit="batch", disable=not progress):
+        result = dataset_elbo(model, chunk, mc_num, batch_size, generator)
+        scores += [(example.nelbo, example.answer_tokens) for example in result.per_example]
+    return scores

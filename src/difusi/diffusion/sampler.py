@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -28,25 +28,67 @@ from difusi.errors import DifusiError
 from difusi.model.modeling_llada import KVCache
 
 Remasking = Literal["low_confidence", "random"]
-REMASKING = ("low_confidence", "random")
-Cache = Literal["none", "prefix", "dual"]
-CACHES = ("none", "prefix", "dual")
+REMASKING: tuple[str, ...] = get_args(Remasking)
+Cache = Literal["none", "prefix", "dual"]  # Fast-dLLM key/value cache
+CACHES: tuple[str, ...] = get_args(Cache)
 StepHook = Callable[[int, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """`generate` settings as one value; the defaults are LLaDA's chat recommendation (steps = gen_length,
-    blocks of 32), which `difusi generate`, `evaluate` and `chat` share."""
+    """The sampler settings of `generate` as one value, and the one home of their defaults:
+    `generate`'s keyword defaults, the `--steps ...` options of `difusi generate`, `evaluate` and
+    `chat`, and the evaluation config all come from here. The defaults are LLaDA's chat
+    recommendation: steps = gen_length = 128, semi-autoregressive blocks of 32."""
 
     steps: int = 128
     gen_length: int = 128
     block_length: int = 32
     temperature: float = 0.0
     cfg_scale: float = 0.0
-    remasking: str = "low_confidence"
-    cache: str = "none"  # Fast-dLLM key/value cache: none, prefix or dual
+    remasking: Remasking = "low_confidence"
+    cache: Cache = "none"
     threshold: float | None = None  # confidence-threshold parallel decoding (None: the fixed schedule)
+
+    def check(self) -> None:
+        """Raise DifusiError naming the problem and the fix for settings `generate` cannot honour
+        (callable before a model is loaded)."""
+        steps, gen_length, block_length = self.steps, self.gen_length, self.block_length
+        if self.cache not in CACHES:
+            raise DifusiError(f"unknown cache {self.cache!r}; use one of {', '.join(CACHES)}")
+        if self.threshold is not None:
+            if not 0 <= self.threshold <= 1:
+                raise DifusiError(
+                    f"threshold {self.threshold} is not a probability; use a value in [0, 1], e.g. 0.9"
+                )
+            if self.remasking != "low_confidence":
+                raise DifusiError(
+                    "threshold decoding compares model confidences; use remasking low_confidence"
+                )
+        if min(steps, gen_length, block_length) < 1:
+            raise DifusiError(
+                f"steps ({steps}), gen_length ({gen_length}) and block_length ({block_length}) must be positive"
+            )
+        if gen_length % block_length:
+            raise DifusiError(
+                f"gen_length {gen_length} is not divisible by block_length {block_length}; "
+                "use a block_length that divides gen_length"
+            )
+        num_blocks = gen_length // block_length
+        if steps % num_blocks:
+            raise DifusiError(
+                f"steps {steps} is not divisible by the number of blocks {num_blocks} "
+                f"(gen_length / block_length); use a multiple of {num_blocks}"
+            )
+        if self.remasking not in REMASKING:
+            raise DifusiError(f"unknown remasking {self.remasking!r}; use one of {', '.join(REMASKING)}")
+        if self.temperature < 0 or self.cfg_scale < 0:
+            raise DifusiError(
+                f"temperature ({self.temperature}) and cfg_scale ({self.cfg_scale}) must not be negative"
+            )
+
+
+DEFAULTS = SamplerSettings()
 
 
 def model_device(model) -> torch.device:
@@ -84,59 +126,8 @@ def gumbel_argmax(
     return (logits.double().exp() / (-torch.log(u)) ** temperature).argmax(dim=-1)
 
 
-def check_sampler_settings(
-    steps: int,
-    gen_length: int,
-    block_length: int,
-    temperature: float,
-    cfg_scale: float,
-    remasking: str,
-    cache: str = "none",
-    threshold: float | None = None,
-) -> None:
-    """Raise DifusiError naming the problem and the fix for sampler settings `generate` cannot honour
-    (callable before a model is loaded)."""
-    if cache not in CACHES:
-        raise DifusiError(f"unknown cache {cache!r}; use one of {', '.join(CACHES)}")
-    if threshold is not None:
-        if not 0 <= threshold <= 1:
-            raise DifusiError(f"threshold {threshold} is not a probability; use a value in [0, 1], e.g. 0.9")
-        if remasking != "low_confidence":
-            raise DifusiError("threshold decoding compares model confidences; use remasking low_confidence")
-    if min(steps, gen_length, block_length) < 1:
-        raise DifusiError(
-            f"steps ({steps}), gen_length ({gen_length}) and block_length ({block_length}) must be positive"
-        )
-    if gen_length % block_length:
-        raise DifusiError(
-            f"gen_length {gen_length} is not divisible by block_length {block_length}; "
-            "use a block_length that divides gen_length"
-        )
-    num_blocks = gen_length // block_length
-    if steps % num_blocks:
-        raise DifusiError(
-            f"steps {steps} is not divisible by the number of blocks {num_blocks} "
-            f"(gen_length / block_length); use a multiple of {num_blocks}"
-        )
-    if remasking not in REMASKING:
-        raise DifusiError(f"unknown remasking {remasking!r}; use one of {', '.join(REMASKING)}")
-    if temperature < 0 or cfg_scale < 0:
-        raise DifusiError(f"temperature ({temperature}) and cfg_scale ({cfg_scale}) must not be negative")
-
-
 def check_generate_args(
-    model,
-    prompt: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    steps: int,
-    gen_length: int,
-    block_length: int,
-    temperature: float,
-    cfg_scale: float,
-    remasking: str,
-    mask_id: int,
-    cache: str = "none",
-    threshold: float | None = None,
+    model, prompt: torch.Tensor, attention_mask: torch.Tensor | None, settings: SamplerSettings, mask_id: int
 ) -> None:
     """Raise DifusiError naming the problem and the fix for any argument `generate` cannot honour."""
     if prompt.dim() != 2:
@@ -145,10 +136,8 @@ def check_generate_args(
         )
     if prompt.shape[0] == 0 or prompt.shape[1] == 0:
         raise DifusiError("prompt is empty; give at least one token (e.g. the chat template's BOS)")
-    check_sampler_settings(
-        steps, gen_length, block_length, temperature, cfg_scale, remasking, cache, threshold
-    )
-    max_length = model.config.max_sequence_length
+    settings.check()
+    gen_length, max_length = settings.gen_length, model.config.max_sequence_length
     if prompt.shape[1] + gen_length > max_length:
         raise DifusiError(
             f"prompt ({prompt.shape[1]} tokens) plus gen_length ({gen_length}) exceeds the model's "
@@ -193,6 +182,12 @@ def _guided_logits(
         cache_start=start,
         logits_positions=columns - start,
     ).logits
+    return classifier_free_guidance(logits, cfg_scale)
+
+
+def classifier_free_guidance(logits: torch.Tensor, cfg_scale: float) -> torch.Tensor:
+    """Official CFG mixing of a batch [2B, ...] holding the conditional rows, then the unconditional
+    ones: un + (s + 1)(cond - un), [B, ...]; the logits unchanged when `cfg_scale` is 0."""
     if cfg_scale == 0:
         return logits
     cond, un = logits.chunk(2)
@@ -204,12 +199,12 @@ def generate(
     model,
     prompt: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
-    steps: int = 128,
-    gen_length: int = 128,
-    block_length: int = 128,
-    temperature: float = 0.0,
-    cfg_scale: float = 0.0,
-    remasking: Remasking = "low_confidence",
+    steps: int = DEFAULTS.steps,
+    gen_length: int = DEFAULTS.gen_length,
+    block_length: int = DEFAULTS.block_length,
+    temperature: float = DEFAULTS.temperature,
+    cfg_scale: float = DEFAULTS.cfg_scale,
+    remasking: Remasking = DEFAULTS.remasking,
     mask_id: int | None = None,
     forbid_eos: bool = False,
     stop_tokens_last: bool = False,
@@ -217,11 +212,12 @@ def generate(
     eot_id: int | None = None,
     on_step: StepHook | None = None,
     generator: torch.Generator | None = None,
-    cache: Cache = "none",
-    threshold: float | None = None,
+    cache: Cache = DEFAULTS.cache,
+    threshold: float | None = DEFAULTS.threshold,
 ) -> torch.Tensor:
     """Generate `gen_length` tokens after `prompt` [B, L] (left padded, with `attention_mask`) by
-    masked diffusion; returns the whole sequence [B, L + gen_length].
+    masked diffusion; returns the whole sequence [B, L + gen_length]. The sampler settings (steps
+    through threshold) default to `SamplerSettings()`'s; `**asdict(settings)` passes a whole one.
 
     The answer area starts fully masked and is filled block by block (`gen_length / block_length`
     blocks, `steps / num_blocks` steps each; semi-autoregressive when block_length < gen_length).
@@ -250,20 +246,10 @@ def generate(
     config = model.config
     mask_id = config.mask_token_id if mask_id is None else mask_id
     eos_id = config.eos_token_id if eos_id is None else eos_id
-    check_generate_args(
-        model,
-        prompt,
-        attention_mask,
-        steps,
-        gen_length,
-        block_length,
-        temperature,
-        cfg_scale,
-        remasking,
-        mask_id,
-        cache,
-        threshold,
+    settings = SamplerSettings(
+        steps, gen_length, block_length, temperature, cfg_scale, remasking, cache, threshold
     )
+    check_generate_args(model, prompt, attention_mask, settings, mask_id)
     if stop_tokens_last and eot_id is None:
         raise DifusiError("stop_tokens_last needs eot_id, the tokenizer's <|eot_id|> id")
     device = model_device(model)

@@ -16,15 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import torch
-from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
 
-from difusi.data.chat_format import build_sft_example, render_chat
+from difusi.data.chat_format import build_sft_example
+from difusi.diffusion.likelihood import score_references
 from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
 from difusi.evaluation.metrics import score_rows
-from difusi.generation import generate_answers
+from difusi.generation import fit_prompt, generate_answers
 from difusi.io import read_json, write_json, write_jsonl
 from difusi.model.loading import load_model
 
@@ -65,74 +63,6 @@ def load_test_rows(path: str | Path, limit: int | None = None) -> list[dict]:
     if not rows:
         raise DifusiError(f"{path} holds no test rows; prepare a non-empty test set")
     return [{"id": index, **row} for index, row in enumerate(rows)]
-
-
-@dataclass(frozen=True)
-class FittedPrompt:
-    """A user message as the model sees it (possibly cut) and its rendered one-turn prompt's token ids."""
-
-    content: str
-    ids: list[int]
-    truncated: bool
-
-
-def fit_prompt(tokenizer: PreTrainedTokenizerBase, content: str, max_tokens: int) -> FittedPrompt:
-    """Render a one-turn prompt, cutting the user message from its end until it fits `max_tokens`.
-
-    The chat markup is kept whole, so the model still sees a well-formed turn.
-    """
-    truncated = False
-    while True:
-        ids = tokenizer.encode(
-            render_chat([{"role": "user", "content": content}], tokenizer), add_special_tokens=False
-        )
-        if len(ids) <= max_tokens:
-            return FittedPrompt(content, ids, truncated)
-        content_ids = tokenizer.encode(content.strip(), add_special_tokens=False)
-        overflow = len(ids) - max_tokens
-        if overflow >= len(content_ids):
-            raise DifusiError(
-                f"the chat markup alone exceeds {max_tokens} prompt tokens; raise --max-length or lower --gen-length"
-            )
-        # Re-tokenising the cut text can merge differently at the cut, hence the loop.
-        content = tokenizer.decode(content_ids[: len(content_ids) - overflow])
-        truncated = True
-
-
-def score_references(
-    model, examples: list[dict], mc_num: int, batch_size: int, seed: int = 0, progress: bool = True
-) -> list[tuple[float, int]]:
-    """Per SFT example: (summed negative ELBO of its answer in nats, answer tokens scored).
-
-    Examples are scored `batch_size` at a time (for the progress bar) from one seeded generator.
-    A causal model's score is its exact negative log-likelihood of the answer instead.
-    """
-    from difusi.diffusion.likelihood import dataset_elbo
-
-    if model.config.causal:
-        return [
-            answer_nll(model, example)
-            for example in tqdm(examples, desc="scoring references", unit="row", disable=not progress)
-        ]
-
-    generator = torch.Generator().manual_seed(seed)
-    scores = []
-    chunks = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
-    for chunk in tqdm(chunks, desc="scoring references", unit="batch", disable=not progress):
-        result = dataset_elbo(model, chunk, mc_num, batch_size, generator)
-        scores += [(example.nelbo, example.answer_tokens) for example in result.per_example]
-    return scores
-
-
-@torch.inference_mode()
-def answer_nll(model, example: dict) -> tuple[float, int]:
-    """A causal model's summed next-token negative log-likelihood of an SFT example's answer, in nats,
-    and the number of answer tokens."""
-    input_ids = torch.tensor([example["input_ids"]], device=next(model.parameters()).device)
-    start = example["prompt_length"]
-    logits = model(input_ids[:, :-1], logits_positions=torch.arange(start - 1, input_ids.shape[1] - 1)).logits
-    nll = torch.nn.functional.cross_entropy(logits[0].float(), input_ids[0, start:], reduction="sum")
-    return float(nll), input_ids.shape[1] - start
 
 
 def summarize(rows: list[dict]) -> tuple[dict, dict]:

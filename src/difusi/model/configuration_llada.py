@@ -132,3 +132,8 @@ class LLaDAConfig(PretrainedConfig):
                 f"LLaDA config: d_model {self.d_model}, n_heads {self.n_heads} and n_kv_heads "
                 f"{self.n_kv_heads} must divide evenly"
             )
+
+
+def padding_id(config) -> int:
+    """The id that pads batches: the config's pad_token_id, or EOS when it names none (LLaDA pads with EOS)."""
+    return config.pad_token_id if config.pad_token_id is not None else config.eos_token_id

@@ -3,13 +3,10 @@ checkpoints name for name, so `from_pretrained` loads them with no remote code."
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -249,70 +246,9 @@ class LLaDAModelLM(PreTrainedModel):
         Unlike the transformers default, a missing, unexpected or mis-shaped tensor is an error
         naming the tensor, found from the safetensors headers before any weight is read.
         """
+        # Imported here because model.loading imports this module.
+        from difusi.model.loading import check_checkpoint_dir, resolve_checkpoint_dir
+
         path = resolve_checkpoint_dir(pretrained_model_name_or_path, kwargs.get("revision"))
         check_checkpoint_dir(path)
         return super().from_pretrained(path, *args, **kwargs)
-
-
-def resolve_checkpoint_dir(name_or_path: str | Path, revision: str | None = None) -> Path:
-    """A local checkpoint directory, downloading a hub id's config and safetensors files if needed."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    if path.exists() or str(name_or_path).startswith((".", "/", "~")):
-        raise FileNotFoundError(f"checkpoint {path} is not a directory; pass a LLaDA checkpoint directory")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(
-            snapshot_download(
-                str(name_or_path), revision=revision, allow_patterns=["*.json", "*.safetensors"]
-            )
-        )
-    except Exception as error:  # the hub client raises many types; all mean "not reachable here"
-        raise OSError(
-            f"could not download LLaDA checkpoint {name_or_path!r} ({type(error).__name__}); "
-            "check the id and network, or pass a local checkpoint directory"
-        ) from error
-
-
-def check_checkpoint_dir(path: Path) -> None:
-    """Fail with one clear line if a local directory is not a complete LLaDA checkpoint for its config."""
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"no config.json in {path}; point at a LLaDA checkpoint directory")
-    model_type = json.loads(config_file.read_text()).get("model_type")
-    if model_type != LLaDAConfig.model_type:
-        raise ValueError(f"{config_file} has model_type {model_type!r}; expected 'llada'")
-    index_file = path / "model.safetensors.index.json"
-    if index_file.is_file():
-        shards = sorted(set(json.loads(index_file.read_text())["weight_map"].values()))
-        missing = [s for s in shards if not (path / s).is_file()]
-        if missing:
-            raise FileNotFoundError(f"shard {missing[0]} listed in {index_file.name} is missing from {path}")
-    elif (path / "model.safetensors").is_file():
-        shards = ["model.safetensors"]
-    else:
-        raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {path}")
-
-    found = {}
-    for shard in shards:
-        with safe_open(path / shard, framework="pt") as f:
-            found.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})  # noqa: SIM118 (safe_open is not iterable)
-    expected = {n: tuple(s) for n, s in state_dict_shapes(LLaDAConfig.from_pretrained(path)).items()}
-    for name, shape in expected.items():
-        if name not in found:
-            raise ValueError(f"checkpoint {path} is missing tensor {name}")
-        if found[name] != shape:
-            raise ValueError(
-                f"checkpoint tensor {name} has shape {list(found[name])}; the config expects {list(shape)}"
-            )
-    unexpected = sorted(set(found) - set(expected))
-    if unexpected:
-        raise ValueError(f"checkpoint {path} has unexpected tensor {unexpected[0]}")
-
-
-def state_dict_shapes(config: LLaDAConfig) -> dict[str, torch.Size]:
-    """Names and shapes of the state dict a config implies (built on the meta device: no memory)."""
-    with torch.device("meta"):
-        return {name: t.shape for name, t in LLaDAModelLM(config).state_dict().items()}

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
+from difusi.corpus import indonesian_sentences
 from difusi.errors import DifusiError
 from difusi.model.configuration_llada import LLaDAConfig
 from difusi.model.modeling_llada import LLaDAModelLM
@@ -63,8 +64,6 @@ def preset_tokenizer(name: str) -> PreTrainedTokenizerBase:
     preset = get_preset(name)
     sentences = None
     if preset.tokenizer_sentences is not None:
-        from difusi.data.corpus import indonesian_sentences
-
         sentences = indonesian_sentences()[: preset.tokenizer_sentences]
     return train_indonesian_tokenizer(preset.vocab_size, sentences)
 

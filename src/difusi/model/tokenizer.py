@@ -1,4 +1,5 @@
-"""LLaDA tokenizers: load one from a checkpoint, resolve its special ids, or train a small Indonesian one.
+"""LLaDA tokenizers: load one from a checkpoint, render the chat template, resolve its special ids, or
+train a small Indonesian one.
 
 The project tokenizer is for offline work and tiny models: byte-level BPE trained on real Indonesian
 news text, carrying LLaDA's special tokens by name (at the top of the vocabulary, as in LLaDA) and
@@ -7,13 +8,14 @@ the LLaDA-Instruct chat template, so code written against it runs unchanged on t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from difusi.corpus import indonesian_sentences
 from difusi.errors import DifusiError
 
 BOS_TOKEN = "<|startoftext|>"
@@ -36,6 +38,46 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
 )
+
+Message = Mapping[str, str]
+
+
+def _turn(role: str, content: str | None = None) -> str:
+    header = f"{START_HEADER_TOKEN}{role}{END_HEADER_TOKEN}\n\n"
+    # Content is stripped, as the official template's `| trim` does.
+    return header if content is None else f"{header}{content.strip()}{EOT_TOKEN}"
+
+
+def render_chat(
+    messages: Sequence[Message],
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    add_generation_prompt: bool = True,
+) -> str:
+    """Render a conversation (dicts with "role" and "content") as LLaDA-Instruct text: `<|startoftext|>`,
+    then per turn `<|start_header_id|>{role}<|end_header_id|>\\n\\n{content}<|eot_id|>` (Llama-3
+    layout, no system/date block), then the assistant header.
+
+    BOS is the tokenizer's `bos_token` when a tokenizer is given. With `add_generation_prompt` the
+    text ends in the assistant header, ready for the answer; it gives the same string as the
+    official tokenizer's `apply_chat_template(messages, tokenize=False)`.
+    """
+    if not messages:
+        raise DifusiError("cannot render an empty conversation; pass at least one user message")
+    for number, message in enumerate(messages, 1):
+        if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
+            raise DifusiError(f"chat message {number} needs string 'role' and 'content' fields")
+    bos = (tokenizer.bos_token if tokenizer is not None else None) or BOS_TOKEN
+    text = bos + "".join(_turn(m["role"], m["content"]) for m in messages)
+    return text + _turn("assistant") if add_generation_prompt else text
+
+
+def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: str | Sequence[Message]) -> list[int]:
+    """Token ids of a user message, or a conversation, rendered with `render_chat` and ready for the
+    answer: the prompt every difusi caller (generation, evaluation, chat, SFT data) gives the model."""
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    # The rendered text already starts with BOS, so no special tokens are added on encoding.
+    return tokenizer.encode(render_chat(messages, tokenizer), add_special_tokens=False)
 
 
 @dataclass(frozen=True)
@@ -119,8 +161,6 @@ def train_indonesian_tokenizer(
             f"vocab_size {vocab_size} is too small for byte-level BPE; use at least {256 + len(SPECIAL_TOKENS) + 1}"
         )
     if sentences is None:
-        from difusi.data.corpus import indonesian_sentences
-
         sentences = indonesian_sentences()
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

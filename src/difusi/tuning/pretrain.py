@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase, default_data_collator, set_seed
 
+from difusi.corpus import indonesian_sentences
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory, write_json
 from difusi.model.loading import load_model
@@ -36,8 +37,6 @@ def read_corpus(corpus: str | Path | None) -> list[str]:
     None or "" gives the built-in offline Indonesian news corpus.
     """
     if not corpus:
-        from difusi.data.corpus import indonesian_sentences
-
         return list(indonesian_sentences())
     path = Path(corpus)
     if path.is_dir():

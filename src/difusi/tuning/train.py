@@ -21,6 +21,7 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from difusi.diffusion.likelihood import score_references
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory, write_json
 from difusi.model.loading import load_model
@@ -215,7 +216,6 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
 def elbo_eval(test_data: SFTData, config: TrainConfig):
     """Test-set negative ELBO per answer token (a causal model's exact negative log-likelihood), with
     a fixed seed so every eval is comparable."""
-    from difusi.evaluation.evaluate import score_references
 
     def evaluate(model) -> dict[str, float]:
         with torch.no_grad():

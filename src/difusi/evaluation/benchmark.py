@@ -11,8 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
+from difusi.autoregressive import ar_generate
 from difusi.diffusion.reference import reference_generate
 from difusi.diffusion.sampler import SamplerSettings, generate, model_device
+from difusi.evaluation.metrics import CHRF_PP
+from difusi.generation import fit_prompt, generate_answers
 
 # The diffusion samplers compared, as `generate` options on top of the exact sampler's.
 FAST_SAMPLERS: dict[str, dict] = {
@@ -134,8 +137,6 @@ def benchmark_sampling(
 
     The samplers alternate within each repeat and keep their best run, so load changes hit all alike.
     """
-    from difusi.autoregressive import ar_generate
-
     runners = {name: (generate, model, FAST_SAMPLERS[name]) for name in samplers}
     if ar_model is not None:
         runners[AR] = (ar_generate, ar_model, {})
@@ -183,10 +184,6 @@ def sampling_quality(
 ) -> list[SamplingQuality]:
     """Answer the test `rows` (prepared test.parquet rows) with each sampler, greedy, as `difusi
     evaluate` does, and score the answers; the exact sampler runs first as the agreement reference."""
-    from difusi.evaluation.evaluate import fit_prompt
-    from difusi.evaluation.metrics import CHRF_PP
-    from difusi.generation import generate_answers
-
     prompts = [fit_prompt(tokenizer, row["input"], max_length - gen_length).ids for row in rows]
     settings = SamplerSettings(steps=gen_length, gen_length=gen_length, block_length=block_length)
     runners = {name: (model, FAST_SAMPLERS[name]) for name in ("exact", *samplers)}
