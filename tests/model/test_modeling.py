@@ -324,3 +324,16 @@ def test_logits_positions_select_columns_of_the_full_logits():
     ids = torch.randint(0, 96, (2, 10))
     positions = torch.tensor([1, 4, 9])
     torch.testing.assert_close(model(ids, logits_positions=positions).logits, model(ids).logits[:, positions])
+
+
+def test_forward_refuses_unknown_keyword_arguments():
+    model = tiny_model()
+    ids = torch.randint(0, 100, (1, 6))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'labels' \\(compute the loss with"):
+        model(ids, labels=ids)
+    with pytest.raises(TypeError, match="does not return attention weights"):
+        model(ids, output_attentions=True)
+    plain = model(ids).logits
+    torch.testing.assert_close(
+        model(ids, return_dict=True, use_cache=False, output_attentions=False).logits, plain
+    )

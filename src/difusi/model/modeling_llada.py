@@ -211,6 +211,9 @@ class LLaDAModelLM(PreTrainedModel):
         cache_start: int = 0,
         logits_positions: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        use_cache: bool | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
         """Logits for `input_ids` [B, T], which sit at positions [cache_start, cache_start + T).
@@ -219,7 +222,23 @@ class LLaDAModelLM(PreTrainedModel):
         writes its keys and values into the cache and attends to all cached positions.
         `logits_positions` (1-D indices into T) computes the output head only there, [B, P, V]:
         a sampler needs logits only where it can commit, and the head is the widest layer.
+
+        Why not transformers' names: `past_key_values` is an append-only `Cache` that `generate()`
+        manages, whereas `kv_cache` is overwritten in place at `cache_start` (Fast-dLLM refreshes a
+        block's keys in the middle of the sequence), so sharing the name would promise the wrong
+        semantics. `logits_to_keep` also means "the last N" when an int; `logits_positions` takes
+        only indices, and the samplers' exactness tests pin that name on their stand-in models.
+
+        `output_attentions`, `return_dict` and `use_cache` are accepted for the transformers and peft
+        code paths that pass them (attention weights are never computed, the output is always a
+        `MaskedLMOutput`, caching is the explicit `kv_cache`); any other keyword is a TypeError.
         """
+        if kwargs:
+            name = sorted(kwargs)[0]
+            hint = " (compute the loss with difusi.diffusion.losses)" if name == "labels" else ""
+            raise TypeError(f"LLaDAModelLM.forward() got an unexpected keyword argument {name!r}{hint}")
+        if output_attentions:
+            raise TypeError("LLaDAModelLM does not return attention weights (it runs fused SDPA)")
         transformer = self.model.transformer
         T = input_ids.shape[1]
         x = transformer.wte(input_ids)  # (B, T, d)
