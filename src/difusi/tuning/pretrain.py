@@ -17,14 +17,13 @@ from transformers import GenerationConfig, PreTrainedTokenizerBase, default_data
 
 from difusi.corpus import indonesian_sentences
 from difusi.errors import DifusiError
-from difusi.io import atomic_directory, write_json
 from difusi.model.loading import load_model
 from difusi.model.presets import build_checkpoint, get_preset
 from difusi.model.tokenizer import special_token_ids
 from difusi.tuning.config import PretrainConfig
 from difusi.tuning.train import (
     resume_checkpoint,
-    run_summary,
+    save_run,
     trainer_callbacks,
     training_arguments,
 )
@@ -109,13 +108,12 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    if trainer.is_world_process_zero():
-        with atomic_directory(out / "model") as staging:
-            trainer.accelerator.unwrap_model(trainer.model).save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
-            generation_config.save_pretrained(staging)
-        summary = run_summary(trainer, result.metrics, checkpoint)
-        summary |= {"preset": config.preset, "corpus_texts": len(texts), "sequences": len(blocks)}
-        write_json(out / "run_info.json", summary)
-    trainer.accelerator.wait_for_everyone()
+
+    def save(model, staging: Path) -> None:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        generation_config.save_pretrained(staging)
+
+    details = {"preset": config.preset, "corpus_texts": len(texts), "sequences": len(blocks)}
+    save_run(trainer, result.metrics, checkpoint, out / "model", save, {}, details)
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,15 +107,36 @@ def run_summary(trainer: DiffusionTrainer, train_metrics: dict, checkpoint: str 
         "total_params": sum(p.numel() for p in model.parameters()),
         "peak_memory_bytes": peak,
         "time_per_step_s": train_metrics["train_runtime"] / max(trainer.state.global_step - resumed_step, 1),
-        "tokens_per_s": trainer.session_tokens / train_metrics["train_runtime"],
+        "tokens_per_s": trainer.clock.session_tokens(trainer.state) / train_metrics["train_runtime"],
         "steps": trainer.state.global_step,
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "world_size": trainer.args.world_size,
     }
 
 
+def save_run(
+    trainer: DiffusionTrainer,
+    train_metrics: dict,
+    checkpoint: str | None,
+    directory: Path,
+    save: Callable[[object, Path], None],
+    info_first: dict,
+    info_last: dict,
+) -> None:
+    """The tail every run shares: on the main process, `save(model, staging)` fills `directory`
+    atomically and run_info.json gets `info_first`, the `run_summary`, then `info_last`; every
+    process then waits for it."""
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        with atomic_directory(directory) as staging:
+            save(model, staging)
+        info = info_first | run_summary(trainer, train_metrics, checkpoint) | info_last
+        write_json(directory.parent / "run_info.json", info)
+    trainer.accelerator.wait_for_everyone()
+
+
 @dataclass
-class Run:
+class TrainingRun:
     """A training run set up by `prepare_run`; `fit()` trains it and writes the run directory."""
 
     config: TrainConfig
@@ -138,23 +160,27 @@ class Run:
         result = trainer.train(resume_from_checkpoint=self.checkpoint)
         if trainer.eval_fn is not None and trainer.last_eval_step != trainer.state.global_step:
             trainer.evaluate()
-        if trainer.is_world_process_zero():
-            model = trainer.accelerator.unwrap_model(trainer.model)
-            with atomic_directory(self.out / ("model" if config.method == "full" else "adapter")) as staging:
-                if config.method == "full":
-                    model.save_pretrained(staging)
-                else:
-                    save_adapter(model, config, staging, self.out / PISSA_INITIAL_DIR)
-                self.tokenizer.save_pretrained(staging)
-            info = {"method": config.method, "base": config.base}
-            info |= run_summary(trainer, result.metrics, self.checkpoint)
-            info |= {"train_rows": self.train_data.rows, "truncated_rows": self.train_data.truncated}
-            write_json(self.out / "run_info.json", info)
-        trainer.accelerator.wait_for_everyone()
+
+        def save(model, staging: Path) -> None:
+            if config.method == "full":
+                model.save_pretrained(staging)
+            else:
+                save_adapter(model, config, staging, self.out / PISSA_INITIAL_DIR)
+            self.tokenizer.save_pretrained(staging)
+
+        save_run(
+            trainer,
+            result.metrics,
+            self.checkpoint,
+            self.out / ("model" if config.method == "full" else "adapter"),
+            save,
+            {"method": config.method, "base": config.base},
+            {"train_rows": self.train_data.rows, "truncated_rows": self.train_data.truncated},
+        )
         return self.out
 
 
-def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
+def prepare_run(config: TrainConfig, resume: bool = False) -> TrainingRun:
     """Check everything that can be wrong, load base and data, and build the Trainer.
 
     Every bad input fails here, before the run directory is touched.
@@ -210,7 +236,7 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> Run:
         loraplus_ratio=config.loraplus_ratio if config.method == "loraplus" else None,
         eval_fn=elbo_eval(test_data, config) if test_data else None,
     )
-    return Run(config, out, trainer, tokenizer, train_data, checkpoint)
+    return TrainingRun(config, out, trainer, tokenizer, train_data, checkpoint)
 
 
 def elbo_eval(test_data: SFTData, config: TrainConfig):

@@ -44,8 +44,8 @@ class DiffusionTrainer(Trainer):
 
     `loraplus_ratio` (set for LoRA+) makes create_optimizer build peft's LoRA+ groups, so the
     optimizer is created inside the Trainer as FSDP requires. `eval_fn(model) -> dict` replaces
-    the default evaluation loop (the test-set ELBO). Logs gain wall_time_s, tokens_per_s and
-    "lr/<group>" for every parameter group.
+    the default evaluation loop (the test-set ELBO). Its `TrainingClock` callback adds wall_time_s,
+    tokens_per_s and "lr/<group>" for every parameter group to the logs.
     """
 
     def __init__(
@@ -75,14 +75,13 @@ class DiffusionTrainer(Trainer):
         # Our loss is a mean per micro-batch: the Trainer must divide it by the accumulation steps.
         self.model_accepts_loss_kwargs = False
         self._micro = (-1, 0)  # (global step, micro-batches seen within it)
-        self._clock: dict[str, float] | None = None  # this session's timing, from its first batch
-        self._step_lrs: dict[str, float] = {}
-        self.session_tokens = 0  # tokens (all processes) trained on since this process started
+        self.clock = TrainingClock()
+        self.add_callback(self.clock)
         self.last_eval_step: int | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         input_ids = inputs["input_ids"]
-        generator = self._next_noise_generator(input_ids.numel())
+        generator = self._next_noise_generator()
         if self.objective == "ar":
             loss = next_token_loss(model, input_ids, inputs.get("prompt_lengths"))
         elif "prompt_lengths" in inputs:
@@ -93,22 +92,11 @@ class DiffusionTrainer(Trainer):
             loss = pretraining_loss(model, input_ids, self.mask_id, generator)
         return (loss, None) if return_outputs else loss
 
-    def _next_noise_generator(self, tokens: int) -> torch.Generator:
-        """Advance the micro-batch position (and the log's counters) and return its noise generator."""
+    def _next_noise_generator(self) -> torch.Generator:
+        """Advance the micro-batch position and return its noise generator."""
         step = self.state.global_step
         micro = self._micro[1] + 1 if self._micro[0] == step else 0
         self._micro = (step, micro)
-        if self._clock is None:
-            # A resumed run continues the wall clock of the run it resumes.
-            offset = max((e.get("wall_time_s", 0.0) for e in self.state.log_history), default=0.0)
-            now = time.perf_counter()
-            self._clock = {"start": now - offset, "last_log": now, "tokens": 0}
-        self._clock["tokens"] += tokens * self.args.world_size
-        self.session_tokens += tokens * self.args.world_size
-        if micro == 0:
-            # The rates this optimizer step uses (the scheduler has moved on by the time it is logged).
-            groups = [(g.get("name", str(i)), g) for i, g in enumerate(self.optimizer.param_groups)]
-            self._step_lrs = {f"lr/{name}": g["lr"] for name, g in groups if g["params"]}
         return noise_generator(self.args.seed, step, micro, self.args.process_index)
 
     def create_optimizer(self, model=None):
@@ -146,17 +134,50 @@ class DiffusionTrainer(Trainer):
         return metrics
 
     def log(self, logs, start_time=None):
-        if self._clock is None:
-            logs["wall_time_s"] = 0.0  # logged before the first batch (the base model's eval)
-        else:
-            now = time.perf_counter()
-            logs["wall_time_s"] = now - self._clock["start"]
-            if "loss" in logs:
-                logs["tokens_per_s"] = self._clock["tokens"] / max(now - self._clock["last_log"], 1e-9)
-                self._clock |= {"last_log": now, "tokens": 0}
+        super().log(self.clock.annotate(logs, self.state), start_time)
+
+
+class TrainingClock(TrainerCallback):
+    """A run's bookkeeping for its logs: wall time (continued across a resume), tokens per second
+    between logs, and the learning rate of every parameter group at the logged step."""
+
+    def __init__(self):
+        self.start: float | None = None  # None until training starts (the base model's eval logs 0)
+        self.last_log = (0.0, 0)  # (time, tokens seen) at the previous training log
+        self.session_start_tokens = 0
+        self.step_lrs: dict[str, float] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run continues the wall clock of the run it resumes.
+        offset = max((entry.get("wall_time_s", 0.0) for entry in state.log_history), default=0.0)
+        now = time.perf_counter()
+        self.start = now - offset
+        self.last_log = (now, state.num_input_tokens_seen)
+        self.session_start_tokens = state.num_input_tokens_seen
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        # The rates this optimizer step uses (the scheduler has moved on by the time it is logged).
+        groups = [(g.get("name", str(i)), g) for i, g in enumerate(optimizer.param_groups)]
+        self.step_lrs = {f"lr/{name}": g["lr"] for name, g in groups if g["params"]}
+
+    def session_tokens(self, state) -> int:
+        """Tokens (all processes) trained on since this process started training."""
+        return state.num_input_tokens_seen - self.session_start_tokens
+
+    def annotate(self, logs: dict, state) -> dict:
+        """`logs` with wall_time_s and, on a training log, tokens_per_s and flat "lr/<group>" keys
+        (TensorBoard takes them as scalars)."""
+        if self.start is None:
+            logs["wall_time_s"] = 0.0
+            return logs
+        now = time.perf_counter()
+        logs["wall_time_s"] = now - self.start
         if "loss" in logs:
-            logs |= self._step_lrs  # flat "lr/<group>" keys, so TensorBoard takes them as scalars
-        super().log(logs, start_time)
+            last_time, last_tokens = self.last_log
+            logs["tokens_per_s"] = (state.num_input_tokens_seen - last_tokens) / max(now - last_time, 1e-9)
+            self.last_log = (now, state.num_input_tokens_seen)
+            logs |= self.step_lrs
+        return logs
 
 
 class MetricsCallback(TrainerCallback):
