@@ -82,3 +82,25 @@ def test_resume_without_checkpoint_and_rerun_into_a_used_directory(make_config):
     assert str(error.value) == (
         f"{config.out} already holds a run; pass --resume to continue it or choose a new --out"
     )
+
+
+def test_merge_keeps_the_dtype_of_shards_whose_config_names_none(make_config, tiny_checkpoint, tmp_path):
+    """The official config.json has no dtype (only "precision": "amp_bf16") and bf16 shards: the merged
+    checkpoint must be bf16 too, not an upcast float32 copy of twice the size."""
+    import shutil
+
+    from difusi.tuning.merge import merge_adapter
+
+    base = tmp_path / "bf16-base"
+    LLaDAModelLM.from_pretrained(tiny_checkpoint, dtype=torch.bfloat16).save_pretrained(base)
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        shutil.copy(tiny_checkpoint / name, base / name)
+    config = json.loads((base / "config.json").read_text())
+    config.pop("dtype", None)
+    (base / "config.json").write_text(json.dumps(config | {"precision": "amp_bf16"}))
+    adapter = train(make_config(max_steps=1)) / "adapter"
+
+    merged = merge_adapter(str(base), adapter, tmp_path / "merged")
+    assert json.loads((merged / "config.json").read_text())["dtype"] == "bfloat16"
+    assert (merged / "model.safetensors").stat().st_size == (base / "model.safetensors").stat().st_size
+    assert LLaDAModelLM.from_pretrained(merged, dtype="auto").dtype == torch.bfloat16

@@ -23,13 +23,13 @@ def load_model(
     base: str | Path,
     adapter: str | Path | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     merge: bool = True,
 ):
     """(model, tokenizer) for `base`, a LLaDA checkpoint directory or hub id, on `device`.
 
-    dtype defaults to bf16 on GPU and fp32 on CPU. With `adapter` (a PEFT directory), the adapter is
-    applied and, by default, merged: a sampler calls the model hundreds of times per answer, and
+    dtype defaults to bf16 on GPU and fp32 on CPU; "auto" keeps the checkpoint's own. With `adapter`
+    (a PEFT directory), the adapter is applied and, by default, merged: a sampler calls the model hundreds of times per answer, and
     merged weights cost nothing per call. The tokenizer comes from the base checkpoint.
     Any loading failure is one DifusiError naming what failed.
     """

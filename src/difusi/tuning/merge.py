@@ -11,7 +11,6 @@ from transformers import GenerationConfig
 
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory
-from difusi.model import LLaDAConfig
 from difusi.model.loading import load_model
 from difusi.model.tokenizer import load_tokenizer
 
@@ -27,9 +26,11 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: torch.
         raise DifusiError(f"no adapter_config.json in {adapter}; pass a run's adapter/ directory")
     if out.exists() and any(out.iterdir()):
         raise DifusiError(f"{out} already exists and is not empty; choose a new output directory")
-    model, tokenizer = load_model(base, device="cpu", dtype=torch.float32)
-    stored_dtype = LLaDAConfig.from_pretrained(base).dtype  # as written in config.json, before our upcast
-    target_dtype = dtype or stored_dtype or torch.float32
+    # "auto" keeps the checkpoint's own dtype: config.json's, else the weights' (the official
+    # config.json names none, its shards are bf16).
+    model, tokenizer = load_model(base, device="cpu", dtype="auto")
+    target_dtype = dtype or model.dtype
+    model = model.float()
     try:
         merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     except (ValueError, RuntimeError, KeyError) as error:

@@ -3,7 +3,8 @@
 Run directory (what evaluation reads):
   adapter/         PEFT adapter for the ORIGINAL base (full fine-tuning: model/, a whole checkpoint)
   metrics.jsonl    one line per logged step: step, epoch, loss, lr per group, tokens/s, wall time, eval ELBO
-  run_info.json    method, base, seed, parameter counts, peak memory, time per step, tokens/s, rows, tokens
+  run_info.json    method, base, seed, parameter counts, peak memory, time per step, tokens/s, rows, tokens,
+                   adapter set-up time
   config.yaml      the resolved TrainConfig
   tensorboard/     TensorBoard event files
   checkpoints/     resumable Trainer checkpoints
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +147,7 @@ class TrainingRun:
     tokenizer: PreTrainedTokenizerBase
     train_data: SFTData
     checkpoint: str | None = None  # the checkpoint a resumed run continues from
+    adapter_init_s: float = 0.0  # time to attach (and for PiSSA, initialise) the adapter
 
     @property
     def model(self):
@@ -175,7 +178,11 @@ class TrainingRun:
             self.out / ("model" if config.method == "full" else "adapter"),
             save,
             {"method": config.method, "base": config.base},
-            {"train_rows": self.train_data.rows, "truncated_rows": self.train_data.truncated},
+            {
+                "train_rows": self.train_data.rows,
+                "truncated_rows": self.train_data.truncated,
+                "adapter_init_s": self.adapter_init_s,
+            },
         )
         return self.out
 
@@ -192,11 +199,14 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> TrainingRun:
         raise DifusiError(
             f"no train.parquet in {config.data}; run `difusi prepare` or pass the prepared data directory"
         )
+    test_file = split_path(config.data, "test").is_file()
+    args = training_arguments(config, out, eval_steps=config.eval_steps if test_file else 0)
     # Frozen bases are stored in bf16 to halve their memory; weights that train stay float32
-    # (bf16 then means autocast), since bf16 weights would round small updates away.
+    # (bf16 then means autocast), since bf16 weights would round small updates away. The base goes
+    # straight to this process's device: PiSSA's SVDs then run there, and no host copy is kept.
     frozen_bf16 = use_bf16(config.precision) and config.method != "full"
     base, tokenizer = load_model(
-        config.base, device="cpu", dtype=torch.bfloat16 if frozen_bf16 else torch.float32
+        config.base, device=args.device, dtype=torch.bfloat16 if frozen_bf16 else torch.float32
     )
     ids = special_token_ids(tokenizer, base.config)
     train_data = load_sft_data(config.data, "train", tokenizer, config.max_length)
@@ -208,12 +218,11 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> TrainingRun:
             config.max_length,
         )
     test_data = None
-    if split_path(config.data, "test").is_file():
+    if test_file:
         test_data = load_sft_data(config.data, "test", tokenizer, config.max_length, limit=config.eval_rows)
     if config.method != "full":
         check_adapter_fits(base, config)
 
-    args = training_arguments(config, out, eval_steps=config.eval_steps if test_data else 0)
     # Under accelerate every process runs this; only the main one writes files.
     main_process = args.process_index == 0
     out.mkdir(parents=True, exist_ok=True)
@@ -221,7 +230,9 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> TrainingRun:
         config.to_yaml(out / "config.yaml")
     set_seed(config.seed)  # adapter init (and PiSSA's randomized SVD) draw from the global RNG
     initial_dir = out / PISSA_INITIAL_DIR if main_process else None
+    started = time.perf_counter()
     model = base if config.method == "full" else attach_adapter(base, config, initial_dir)
+    adapter_init_s = time.perf_counter() - started  # PiSSA's SVDs of every targeted layer
     trainer = DiffusionTrainer(
         model=model,
         args=args,
@@ -236,7 +247,7 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> TrainingRun:
         loraplus_ratio=config.loraplus_ratio if config.method == "loraplus" else None,
         eval_fn=elbo_eval(test_data, config) if test_data else None,
     )
-    return TrainingRun(config, out, trainer, tokenizer, train_data, checkpoint)
+    return TrainingRun(config, out, trainer, tokenizer, train_data, checkpoint, adapter_init_s)
 
 
 def elbo_eval(test_data: SFTData, config: TrainConfig):
