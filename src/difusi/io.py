@@ -1,10 +1,16 @@
 """Atomic output: files and directories are built under a temporary name beside the target and
-renamed at the end, so an interrupted run never leaves half-written output. Plus JSON/JSONL I/O."""
+renamed at the end, so an interrupted run never leaves half-written output. Plus JSON/JSONL I/O.
+
+Temporary names carry the id of the process that made them (`.NAME.difusi-PID-XXXXXXXX`): a run
+killed outright (kill -9) cannot clean up, so the next write to the same target removes the
+leftovers of processes that no longer exist, and never those of a run still going.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,7 +27,8 @@ def atomic_directory(out: str | Path) -> Iterator[Path]:
     if out.exists() and not out.is_dir():
         raise DifusiError(f"{out} is a file; give a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    remove_stale_temporaries(out)
+    work = Path(tempfile.mkdtemp(prefix=_temporary_prefix(out), dir=out.parent))
     # mkdtemp makes the directory private (0700); the output should get the usual umask permissions.
     umask = os.umask(0)
     os.umask(umask)
@@ -39,7 +46,7 @@ def _replace_directory(work: Path, out: Path) -> None:
     if not out.exists():
         os.replace(work, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=_temporary_prefix(out), dir=out.parent))
     os.replace(out, old / out.name)
     os.replace(work, out)
     shutil.rmtree(old)
@@ -53,7 +60,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -61,6 +69,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name}.difusi-{os.getpid()}-"
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | Path) -> list[Path]:
+    """Remove the temporary files and folders beside `target` left by processes that have ended."""
+    target = Path(target)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.difusi-(\d+)-[a-z0-9_]{{8}}")
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for leftover in target.parent.iterdir():
+        found = pattern.match(leftover.name)
+        if found and not _process_exists(int(found.group(1))):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -3,13 +3,13 @@ checks that come first: hub download, and a complete checkpoint for its config."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from difusi.errors import DifusiError
+from difusi.io import read_json
 from difusi.model.configuration_llada import LLaDAConfig
 from difusi.model.modeling_llada import LLaDAModelLM
 from difusi.model.tokenizer import load_tokenizer
@@ -36,12 +36,17 @@ def load_model(
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     try:
-        model = LLaDAModelLM.from_pretrained(base, dtype=dtype)
+        # Resolved once: the tokenizer then loads from the same folder, with no further hub lookups.
+        directory = resolve_checkpoint_dir(base)
+        model = LLaDAModelLM.from_pretrained(directory, dtype=dtype)
     except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DifusiError(
-            f"base model {str(base)!r} does not load ({reason}); pass a LLaDA checkpoint"
-        ) from error
+        raise DifusiError(f"base model {str(base)!r} does not load: {first_line(error)}") from error
+    model.name_or_path = model.config.name_or_path = str(base)  # the hub id, not the cache folder
+    tokenizer = load_tokenizer(directory)
+    # The official config.json names no BOS; take the tokenizer's, so the Trainer has nothing to "align".
+    for name in ("bos", "eos", "pad"):
+        if getattr(model.config, f"{name}_token_id", None) is None:
+            setattr(model.config, f"{name}_token_id", getattr(tokenizer, f"{name}_token_id"))
     if adapter is not None:
         from peft import PeftModel
 
@@ -52,28 +57,39 @@ def load_model(
         model = PeftModel.from_pretrained(model, str(adapter))
         if merge:
             model = model.merge_and_unload()
-    return model.to(device).eval(), load_tokenizer(base)
+    return model.to(device).eval(), tokenizer
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first message line, or its class name when it has no message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# What a checkpoint folder needs: config, weights, tokenizer (all JSON) and the remote-code files
+# that config.json's auto_map names, so a merged copy stays loadable with trust_remote_code too.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.py"]
 
 
 def resolve_checkpoint_dir(name_or_path: str | Path, revision: str | None = None) -> Path:
-    """A local checkpoint directory, downloading a hub id's config and safetensors files if needed."""
+    """A local checkpoint directory, downloading a hub id's checkpoint files if needed."""
     path = Path(name_or_path)
     if path.is_dir():
         return path
     if path.exists() or str(name_or_path).startswith((".", "/", "~")):
         raise FileNotFoundError(f"checkpoint {path} is not a directory; pass a LLaDA checkpoint directory")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
     try:
-        return Path(
-            snapshot_download(
-                str(name_or_path), revision=revision, allow_patterns=["*.json", "*.safetensors"]
-            )
-        )
-    except Exception as error:  # the hub client raises many types; all mean "not reachable here"
+        return Path(snapshot_download(str(name_or_path), revision=revision, allow_patterns=HUB_PATTERNS))
+    except Exception as error:  # the hub client raises many types; all mean "not available here"
+        if constants.HF_HUB_OFFLINE:
+            hint = "offline mode is on (HF_HUB_OFFLINE=1) and the local cache lacks it; download it first"
+        else:
+            hint = "check the id and the network"
         raise OSError(
-            f"could not download LLaDA checkpoint {name_or_path!r} ({type(error).__name__}); "
-            "check the id and network, or pass a local checkpoint directory"
+            f"could not download LLaDA checkpoint {name_or_path!r} ({first_line(error)}); {hint}, "
+            "or pass a local checkpoint directory"
         ) from error
 
 
@@ -82,12 +98,12 @@ def check_checkpoint_dir(path: Path) -> None:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"no config.json in {path}; point at a LLaDA checkpoint directory")
-    model_type = json.loads(config_file.read_text()).get("model_type")
+    model_type = read_json(config_file).get("model_type")
     if model_type != LLaDAConfig.model_type:
         raise ValueError(f"{config_file} has model_type {model_type!r}; expected 'llada'")
     index_file = path / "model.safetensors.index.json"
     if index_file.is_file():
-        shards = sorted(set(json.loads(index_file.read_text())["weight_map"].values()))
+        shards = sorted(set(read_json(index_file)["weight_map"].values()))
         missing = [s for s in shards if not (path / s).is_file()]
         if missing:
             raise FileNotFoundError(f"shard {missing[0]} listed in {index_file.name} is missing from {path}")
@@ -98,8 +114,14 @@ def check_checkpoint_dir(path: Path) -> None:
 
     found = {}
     for shard in shards:
-        with safe_open(path / shard, framework="pt") as f:
-            found.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})  # noqa: SIM118 (safe_open is not iterable)
+        try:
+            with safe_open(path / shard, framework="pt") as f:
+                found.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})  # noqa: SIM118 (safe_open is not iterable)
+        except SafetensorError as error:  # e.g. a download cut short: "file not fully covered"
+            raise OSError(
+                f"shard {path / shard} is damaged or incomplete ({first_line(error)}); "
+                "delete it and download the checkpoint again"
+            ) from error
     expected = {n: tuple(s) for n, s in state_dict_shapes(LLaDAConfig.from_pretrained(path)).items()}
     for name, shape in expected.items():
         if name not in found:

@@ -263,11 +263,15 @@ class LLaDAModelLM(PreTrainedModel):
         """Load an official-layout checkpoint (local directory or hub id); refuses incomplete ones.
 
         Unlike the transformers default, a missing, unexpected or mis-shaped tensor is an error
-        naming the tensor, found from the safetensors headers before any weight is read.
+        naming the tensor, found from the safetensors headers before any weight is read. The model
+        keeps the name it was asked for (a hub id stays a hub id, not the cache folder it resolved
+        to), so adapters trained on it record a base a colleague can load too.
         """
         # Imported here because model.loading imports this module.
         from difusi.model.loading import check_checkpoint_dir, resolve_checkpoint_dir
 
         path = resolve_checkpoint_dir(pretrained_model_name_or_path, kwargs.get("revision"))
         check_checkpoint_dir(path)
-        return super().from_pretrained(path, *args, **kwargs)
+        model = super().from_pretrained(path, *args, **kwargs)
+        model.name_or_path = model.config.name_or_path = str(pretrained_model_name_or_path)
+        return model

@@ -7,8 +7,6 @@ assigns, never LLaDA's.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from difusi.corpus import indonesian_sentences
 from difusi.errors import DifusiError
+from difusi.io import atomic_directory
 from difusi.model.configuration_llada import LLaDAConfig
 from difusi.model.modeling_llada import LLaDAModelLM
 from difusi.model.tokenizer import special_token_ids, train_indonesian_tokenizer
@@ -105,16 +104,8 @@ def build_checkpoint(preset: str, out_dir: str | Path, seed: int = 0) -> Path:
     ids = special_token_ids(tokenizer, config)
     generation_config = GenerationConfig(bos_token_id=ids.bos, eos_token_id=ids.eos, pad_token_id=ids.pad)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         generation_config.save_pretrained(staging)
-        if out_dir.exists():
-            out_dir.rmdir()
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir

@@ -83,7 +83,8 @@ def attach_adapter(model: nn.Module, config: TrainConfig, initial_dir: str | Pat
 
 def save_adapter(model: PeftModel, config: TrainConfig, out_dir: str | Path, initial_dir: str | Path) -> None:
     """Save the trained adapter in PEFT format; a PiSSA one converted for the original base."""
+    # The vocabulary is never resized here, so peft need not ask the hub whether it was.
+    options = {"save_embedding_layers": False}
     if config.method == "pissa":
-        model.save_pretrained(out_dir, path_initial_model_for_weight_conversion=str(initial_dir))
-    else:
-        model.save_pretrained(out_dir)
+        options["path_initial_model_for_weight_conversion"] = str(initial_dir)
+    model.save_pretrained(out_dir, **options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 
 import torch
@@ -10,8 +11,8 @@ from peft import PeftModel
 from transformers import GenerationConfig
 
 from difusi.errors import DifusiError
-from difusi.io import atomic_directory
-from difusi.model.loading import load_model
+from difusi.io import atomic_directory, read_json, write_json
+from difusi.model.loading import first_line, load_model, resolve_checkpoint_dir
 from difusi.model.tokenizer import load_tokenizer
 
 
@@ -26,9 +27,13 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: torch.
         raise DifusiError(f"no adapter_config.json in {adapter}; pass a run's adapter/ directory")
     if out.exists() and any(out.iterdir()):
         raise DifusiError(f"{out} already exists and is not empty; choose a new output directory")
+    try:
+        directory = resolve_checkpoint_dir(base)  # once: every file below comes from this folder
+    except OSError as error:
+        raise DifusiError(f"base model {base!r} does not load: {first_line(error)}") from error
     # "auto" keeps the checkpoint's own dtype: config.json's, else the weights' (the official
     # config.json names none, its shards are bf16).
-    model, tokenizer = load_model(base, device="cpu", dtype="auto")
+    model, tokenizer = load_model(directory, device="cpu", dtype="auto")
     target_dtype = dtype or model.dtype
     model = model.float()
     try:
@@ -43,5 +48,19 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: torch.
         tokenizer.save_pretrained(staging)
         # The official layout carries the base's generation_config.json (bos/eos ids), when it has one.
         with contextlib.suppress(OSError):
-            GenerationConfig.from_pretrained(base).save_pretrained(staging)
+            GenerationConfig.from_pretrained(directory).save_pretrained(staging)
+        copy_remote_code(directory, staging)
     return out
+
+
+def copy_remote_code(base_dir: Path, out: Path) -> None:
+    """Copy the `.py` files config.json's auto_map points to; without them, drop auto_map, so the
+    merged folder never names code it does not hold (difusi itself loads it natively either way)."""
+    config = read_json(out / "config.json")
+    modules = {reference.split("--")[-1].split(".")[0] for reference in config.get("auto_map", {}).values()}
+    if all((base_dir / f"{module}.py").is_file() for module in modules):
+        for module in modules:
+            shutil.copy(base_dir / f"{module}.py", out / f"{module}.py")
+    else:
+        del config["auto_map"]
+        write_json(out / "config.json", config)
