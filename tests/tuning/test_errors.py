@@ -37,16 +37,16 @@ def test_base_that_does_not_load(make_config, tmp_path):
     missing = tmp_path / "no_such_model"
     fails(
         make_config(base=str(missing)),
-        f"base model '{missing}' does not load (checkpoint {missing} is not a directory; "
-        "pass a LLaDA checkpoint directory); pass a LLaDA checkpoint",
+        f"base model '{missing}' does not load: checkpoint {missing} is not a directory; "
+        "pass a LLaDA checkpoint directory",
     )
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text(json.dumps({"model_type": "bert"}))
     fails(
         make_config(base=str(broken)),
-        f"base model '{broken}' does not load ({broken / 'config.json'} has model_type 'bert'; "
-        "expected 'llada'); pass a LLaDA checkpoint",
+        f"base model '{broken}' does not load: {broken / 'config.json'} has model_type 'bert'; "
+        "expected 'llada': pass a LLaDA checkpoint",
     )
 
 

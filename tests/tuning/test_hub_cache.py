@@ -19,7 +19,6 @@ from safetensors import safe_open
 
 from difusi import LLaDAModelLM
 from difusi.cli import main
-from difusi.errors import DifusiError
 from difusi.io import atomic_directory
 from difusi.model import loading
 from difusi.tuning.merge import merge_adapter
@@ -34,7 +33,9 @@ def build_hub_cache(root: Path, checkpoint: Path) -> Path:
     """A hub cache at `root` (blobs, a snapshot of symlinks, refs/main) of `checkpoint` in the
     official layout; returns the snapshot folder."""
     staging = root / "staging"
-    LLaDAModelLM.from_pretrained(checkpoint, dtype=torch.bfloat16).save_pretrained(staging, max_shard_size="100KB")
+    LLaDAModelLM.from_pretrained(checkpoint, dtype=torch.bfloat16).save_pretrained(
+        staging, max_shard_size="100KB"
+    )
     config = json.loads((staging / "config.json").read_text())
     for key in ("dtype", "bos_token_id"):  # the official config.json has neither
         config.pop(key, None)
@@ -91,26 +92,35 @@ def test_cli_generates_from_the_cache_with_offline_mode_on(hub_cache):
     env = os.environ | {"HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
     command = ["generate", "--model", HUB_ID, "--prompt", "Apa ibu kota Indonesia?"]
     command += ["--gen-length", "8", "--steps", "8", "--block-length", "8"]
-    result = subprocess.run([sys.executable, "-m", "difusi", *command], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "difusi", *command], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_model_and_tokenizer_come_from_the_resolved_snapshot(offline_hub, monkeypatch):
     asked = []
     real_load_tokenizer = loading.load_tokenizer
-    monkeypatch.setattr(loading, "load_tokenizer", lambda path: asked.append(path) or real_load_tokenizer(path))
+    monkeypatch.setattr(
+        loading, "load_tokenizer", lambda path: asked.append(path) or real_load_tokenizer(path)
+    )
     model, tokenizer = loading.load_model(HUB_ID, device="cpu")
     assert asked == [offline_hub]  # no second lookup by hub id
     assert model.name_or_path == model.config.name_or_path == HUB_ID  # not the cache folder
     # config.json names no BOS: taken from the tokenizer, so the Trainer finds nothing to "align"
-    assert model.config.bos_token_id == tokenizer.bos_token_id == tokenizer.convert_tokens_to_ids("<|startoftext|>")
+    assert (
+        model.config.bos_token_id
+        == tokenizer.bos_token_id
+        == tokenizer.convert_tokens_to_ids("<|startoftext|>")
+    )
 
 
 def test_adapter_records_the_hub_id_and_merge_keeps_the_official_layout(offline_hub, make_config, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         adapter = train(make_config(base=HUB_ID, max_steps=1)) / "adapter"
-    assert not [w for w in caught if "remote file" in str(w.message)]  # no hub lookups while saving
+    hub_lookups = [str(w.message) for w in caught if "remote file" in str(w.message)]
+    assert not hub_lookups  # none while saving the adapter
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == HUB_ID
     assert str(offline_hub.parent) not in (adapter / "README.md").read_text()
 

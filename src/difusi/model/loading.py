@@ -100,7 +100,7 @@ def check_checkpoint_dir(path: Path) -> None:
         raise FileNotFoundError(f"no config.json in {path}; point at a LLaDA checkpoint directory")
     model_type = read_json(config_file).get("model_type")
     if model_type != LLaDAConfig.model_type:
-        raise ValueError(f"{config_file} has model_type {model_type!r}; expected 'llada'")
+        raise ValueError(f"{config_file} has model_type {model_type!r}; expected 'llada': pass a LLaDA checkpoint")
     index_file = path / "model.safetensors.index.json"
     if index_file.is_file():
         shards = sorted(set(read_json(index_file)["weight_map"].values()))

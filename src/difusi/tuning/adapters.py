@@ -7,6 +7,7 @@ residual; its adapter is saved converted to a rank-2r LoRA, so it applies to the
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -73,6 +74,9 @@ def attach_adapter(model: nn.Module, config: TrainConfig, initial_dir: str | Pat
     the trained adapter into one for the original base); None skips that (non-main processes).
     """
     peft_model = get_peft_model(model, lora_config(config))
+    # The vocabulary is never resized here; left at "auto", every save (each Trainer checkpoint
+    # too) asks the hub whether the base's was, a lookup that hangs without a network.
+    peft_model.save_pretrained = partial(peft_model.save_pretrained, save_embedding_layers=False)
     if config.method == "pissa" and initial_dir is not None:
         lora = peft_model.peft_config["default"]
         init, lora.init_lora_weights = lora.init_lora_weights, True
@@ -83,8 +87,7 @@ def attach_adapter(model: nn.Module, config: TrainConfig, initial_dir: str | Pat
 
 def save_adapter(model: PeftModel, config: TrainConfig, out_dir: str | Path, initial_dir: str | Path) -> None:
     """Save the trained adapter in PEFT format; a PiSSA one converted for the original base."""
-    # The vocabulary is never resized here, so peft need not ask the hub whether it was.
-    options = {"save_embedding_layers": False}
     if config.method == "pissa":
-        options["path_initial_model_for_weight_conversion"] = str(initial_dir)
-    model.save_pretrained(out_dir, **options)
+        model.save_pretrained(out_dir, path_initial_model_for_weight_conversion=str(initial_dir))
+    else:
+        model.save_pretrained(out_dir)
