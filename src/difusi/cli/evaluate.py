@@ -1,13 +1,17 @@
-"""`difusi evaluate --base MODEL [--adapter DIR] --data test.parquet --out DIR`: score a model on the test set."""
+"""`difusi evaluate --base MODEL [--adapter DIR] --data test.parquet --out DIR [--config YAML]`: score a
+model on the test set.
+
+Every EvaluationConfig key is an option and a YAML key, the sampler's settings flattened among them
+(configs/evaluate-llada8b.yaml); options given on the command line override the YAML. The model,
+adapter, data, output directory and label are options only.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from difusi.cli.options import add_sampler_arguments, sampler_settings
+from difusi.cli.options import add_config_options, resolve_config
 from difusi.evaluation.evaluate import EvaluationConfig
-
-DEFAULTS = EvaluationConfig()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,38 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help="test.parquet written by `difusi prepare`")
     parser.add_argument("--out", required=True, help="directory for generations.jsonl and metrics.json")
     parser.add_argument("--label", help="name in reports (default: the run's method, or 'base')")
-    add_sampler_arguments(parser)
-    parser.add_argument(
-        "--batch-size", type=int, default=DEFAULTS.batch_size, help="rows per generation batch"
-    )
-    parser.add_argument(
-        "--mc-num", type=int, default=DEFAULTS.mc_num, help="Monte Carlo draws per reference for the ELBO"
-    )
-    parser.add_argument(
-        "--max-length",
-        type=int,
-        default=DEFAULTS.max_length,
-        help="prompt + answer tokens; longer prompts are cut",
-    )
-    parser.add_argument("--limit", type=int, help="evaluate only the first N test rows")
-    parser.add_argument(
-        "--seed", type=int, default=DEFAULTS.seed, help="seed of the sampler and Monte Carlo ELBO draws"
-    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_config_options(parser, EvaluationConfig, "configs/evaluate-llada8b.yaml")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from difusi.evaluation.evaluate import evaluate
 
-    config = EvaluationConfig(
-        sampler=sampler_settings(args),
-        batch_size=args.batch_size,
-        mc_num=args.mc_num,
-        max_length=args.max_length,
-        limit=args.limit,
-        seed=args.seed,
-    )
+    config = resolve_config(args, EvaluationConfig)
+    config.sampler.check()  # fail before a long model load
     metrics = evaluate(
         args.base,
         args.data,

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "text corpus (default: the built-in offline Indonesian corpus). Writes OUT/model, usable as "
         "`difusi train --base OUT/model`.",
     )
-    add_config_options(parser, PretrainConfig, "configs/demo-pretrain.yaml")
+    add_config_options(parser, PretrainConfig, "configs/demo-pretrain.yaml", resume=True)
     parser.set_defaults(func=run)
 
 

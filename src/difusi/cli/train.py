@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune a LLaDA model on prepared data. Every option can also be set in the "
         "--config YAML (same names, with underscores); options given here override it.",
     )
-    add_config_options(parser, TrainConfig, "configs/llada8b-lora.yaml")
+    add_config_options(parser, TrainConfig, "configs/llada8b-lora.yaml", resume=True)
     parser.set_defaults(func=run)
 
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from difusi.config import Config, option
 from difusi.data.card import distribution, software_versions, write_card
 from difusi.data.cluster import kmeans_clusters, plot_clusters
 from difusi.data.embed import embed_texts
@@ -43,25 +44,32 @@ UMAP_PNG = "clusters_umap.png"
 
 
 @dataclass
-class PrepareConfig:
-    """The seed's data settings (defaults) plus the improvements: de-duplication and a capped UMAP plot."""
+class PrepareConfig(Config):
+    """The seed's data settings (defaults) plus the improvements: de-duplication and a capped UMAP plot.
 
-    subsets: tuple[str, ...] = INDONESIAN_SUBSETS
-    strat_fraction: float = 0.03
-    embedder: str = "indobert"
-    clusters: int = 10
-    per_cluster: int = 1000
-    test_fraction: float = 0.0002
-    test_size: int = 100
-    seed: int = 42
-    keep_duplicates: bool = False
-    umap_points: int = 20_000  # rows drawn in the UMAP picture (UMAP is slow on 10^5 points)
-    plot_umap: bool = True
-    embed_batch_size: int = 64
-    workers: int | None = None  # shards scanned in parallel (default: CPU count, at most 4)
+    Its fields are `difusi prepare`'s options and the keys of its YAML (configs/prepare-seed.yaml).
+    """
+
+    subsets: tuple[str, ...] = option(INDONESIAN_SUBSETS, "subset_name values to keep (spaces or commas)")
+    strat_fraction: float = option(0.03, "share of each template_name kept by the stratified sample")
+    embedder: str = option("indobert", "indobert, hf:NAME_OR_PATH, or tfidf (offline)")
+    clusters: int = option(10, "K-Means clusters")
+    per_cluster: int = option(1000, "training rows drawn per cluster (topped up when a cluster is short)")
+    test_fraction: float = option(
+        0.0002, "share of each template_name of the rows not in training, undersampled before the test draw"
+    )
+    test_size: int = option(100, "test rows")
+    seed: int = option(42, "random state of every sampling stage")
+    keep_duplicates: bool = option(False, "skip de-duplication (the seed as written)")
+    umap_points: int = option(20_000, "rows drawn in the UMAP picture (UMAP is slow on 10^5 points)")
+    plot_umap: bool = option(True, "draw the clusters' UMAP picture")
+    embed_batch_size: int = option(64, "texts per embedding batch")
+    workers: int | None = option(None, "shards scanned in parallel (None: CPU count, at most 4)")
 
     def __post_init__(self) -> None:
-        self.subsets = tuple(self.subsets)
+        if isinstance(self.subsets, str):
+            self.subsets = (self.subsets,)
+        self.subsets = tuple(name for item in self.subsets for name in item.split(",") if name)
         for name in ("strat_fraction", "test_fraction"):
             if not 0 < getattr(self, name) <= 1:
                 raise DifusiError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(self, name)}")

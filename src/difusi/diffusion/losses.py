@@ -38,11 +38,16 @@ def forward_process(
     (e.g. the prompt in SFT) are never masked.
     """
     B, T = input_ids.shape
+    # 1. One noise level per row: t ~ U[0, 1)                                  t: [B]
     t = uniform(B, generator, input_ids.device)
+    # 2. Its masking probability, kept above zero, broadcast over the row      p_mask: [B, T]
     p_mask = ((1 - eps) * t + eps)[:, None].expand(B, T)
+    # 3. Mask each token independently (t is drawn first: the official order)  masked: [B, T] bool
     masked = uniform((B, T), generator, input_ids.device) < p_mask
+    # 4. Never mask what is not eligible (the prompt in SFT)                   masked: [B, T] bool
     if eligible is not None:
         masked &= eligible
+    # 5. Masked positions become mask_id                                       noisy: [B, T]
     return torch.where(masked, mask_id, input_ids), masked, p_mask
 
 
@@ -50,13 +55,16 @@ def weighted_masked_ce(
     logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor
 ) -> torch.Tensor:
     """Cross-entropy / p_mask at each masked position, as a [B, T] tensor (zero where unmasked)."""
-    # Only the masked rows of the [B, T, V] logits are scored, in float32 for a stable log-softmax.
+    # 1. Only the masked rows of the [B, T, V] logits are scored, in float32 for a stable
+    #    log-softmax, each weighted by 1 / p_mask                                ce: [N] (N = masked.sum())
     ce = F.cross_entropy(logits[masked].float(), targets[masked], reduction="none") / p_mask[masked]
+    # 2. Scattered back to their positions, zero elsewhere                        [B, T]
     return torch.zeros(masked.shape, dtype=ce.dtype, device=ce.device).masked_scatter(masked, ce)
 
 
 def pretraining_loss_from_logits(logits, targets, masked, p_mask) -> torch.Tensor:
     """Sum of CE / p_mask over masked tokens, divided by batch * seq_len."""
+    # [B, T] weighted CE, summed to a scalar, over B * T tokens                  loss: []
     return weighted_masked_ce(logits, targets, masked, p_mask).sum() / targets.numel()
 
 
@@ -80,10 +88,14 @@ def sft_loss_from_logits(
     answer length (its EOS padding included), then the mean over rows. "token": the same sum over
     the whole batch divided by the batch's total answer tokens, so long answers weigh more.
     """
+    # 1. CE / p_mask at each masked position, zero elsewhere                 per_token: [B, T]
     per_token = weighted_masked_ce(logits, targets, masked, p_mask)
+    # 2. Answer length of each row: the positions after its prompt            answer_lengths: [B]
     answer_lengths = (~prompt_mask(prompt_lengths, targets.shape[1])).sum(dim=1)
+    # 3a. Per row: sum over T / answer length, then the mean over B           loss: []
     if normalization == "answer_length":
         return (per_token.sum(dim=1) / answer_lengths.clamp(min=1)).mean()
+    # 3b. Whole batch: sum over B and T / total answer tokens                 loss: []
     if normalization == "token":
         return per_token.sum() / answer_lengths.sum().clamp(min=1)
     raise ValueError(f"unknown SFT loss normalization {normalization!r}; use 'answer_length' or 'token'")
@@ -98,12 +110,16 @@ def pretraining_loss(
 ) -> torch.Tensor:
     """Masked-diffusion pretraining loss; with probability `random_length_prob` the batch is first
     cut to a random length in [1, T], so the model also sees short sequences."""
+    # 1. Sometimes cut the batch to a random length L in [1, T]             input_ids: [B, T] -> [B, L]
     if random_length_prob > 0 and uniform(1, generator, input_ids.device).item() < random_length_prob:
         gen_device = generator.device if generator is not None else input_ids.device
         length = int(torch.randint(1, input_ids.shape[1] + 1, (1,), generator=generator, device=gen_device))
         input_ids = input_ids[:, :length]
+    # 2. Forward process: mask every token with its row's p_mask           noisy, masked, p_mask: [B, T]
     noisy, masked, p_mask = forward_process(input_ids, mask_id, generator)
+    # 3. Predict every position from the noisy batch                        logits: [B, T, V]
     logits = model(input_ids=noisy).logits
+    # 4. CE / p_mask over the masked tokens, divided by B * T               loss: []
     return pretraining_loss_from_logits(logits, input_ids, masked, p_mask)
 
 
@@ -116,7 +132,11 @@ def sft_loss(
     normalization: SFTNormalization = "answer_length",
 ) -> torch.Tensor:
     """Masked-diffusion SFT loss: prompt tokens are never masked; answer (EOS padding included) is."""
+    # 1. The answer positions (EOS padding included) are the only maskable ones   eligible: [B, T] bool
     eligible = ~prompt_mask(prompt_lengths, input_ids.shape[1])
+    # 2. Forward process on the answers; the prompt stays clean            noisy, masked, p_mask: [B, T]
     noisy, masked, p_mask = forward_process(input_ids, mask_id, generator, eligible=eligible)
+    # 3. Predict every position from the noisy batch                        logits: [B, T, V]
     logits = model(input_ids=noisy).logits
+    # 4. CE / p_mask over the masked answer tokens, normalised per answer length or per token   loss: []
     return sft_loss_from_logits(logits, input_ids, masked, p_mask, prompt_lengths, normalization)

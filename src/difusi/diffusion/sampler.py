@@ -23,6 +23,7 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 
+from difusi.config import option
 from difusi.diffusion.losses import uniform
 from difusi.errors import DifusiError
 from difusi.model.modeling_llada import KVCache
@@ -41,14 +42,17 @@ class SamplerSettings:
     `chat`, and the evaluation config all come from here. The defaults are LLaDA's chat
     recommendation: steps = gen_length = 128, semi-autoregressive blocks of 32."""
 
-    steps: int = 128
-    gen_length: int = 128
-    block_length: int = 32
-    temperature: float = 0.0
-    cfg_scale: float = 0.0
-    remasking: Remasking = "low_confidence"
-    cache: Cache = "none"
-    threshold: float | None = None  # confidence-threshold parallel decoding (None: the fixed schedule)
+    steps: int = option(128, "denoising steps in all")
+    gen_length: int = option(128, "tokens to generate")
+    block_length: int = option(32, "semi-autoregressive block")
+    temperature: float = option(0.0, "0 is greedy")
+    cfg_scale: float = option(0.0, "classifier-free guidance (0: off)")
+    remasking: Remasking = option("low_confidence", "which masked tokens a step commits")
+    cache: Cache = option("none", "approximate key/value cache: prefix or dual (none: exact)")
+    threshold: float | None = option(
+        None,
+        "commit every token of the block with confidence >= this per step, e.g. 0.9 (None: the fixed schedule)",
+    )
 
     def check(self) -> None:
         """Raise DifusiError naming the problem and the fix for settings `generate` cannot honour

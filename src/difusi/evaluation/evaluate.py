@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from difusi.config import Config, nested, option
 from difusi.data.chat_format import build_sft_example
 from difusi.diffusion.likelihood import score_references
 from difusi.diffusion.sampler import SamplerSettings
@@ -30,18 +31,21 @@ TEST_COLUMNS = ("subset_name", "template_name", "input", "output")
 
 
 @dataclass(frozen=True)
-class EvaluationConfig:
-    """How a model is evaluated: sampler, batching, Monte Carlo draws and length limit."""
+class EvaluationConfig(Config):
+    """How a model is evaluated: sampler, batching, Monte Carlo draws and length limit.
 
-    sampler: SamplerSettings = field(default_factory=SamplerSettings)
-    batch_size: int = 8
-    # Monte Carlo draws per reference answer for the ELBO (the official estimator's default).
-    mc_num: int = 128
-    # The seed's maximum sequence length: prompt plus answer, longer prompts are truncated.
-    max_length: int = 512
-    limit: int | None = None
-    # Seeds the sampler's draws and the Monte Carlo ELBO draws.
-    seed: int = 0
+    Its fields are `difusi evaluate`'s options and the keys of its YAML (configs/evaluate-llada8b.yaml);
+    the sampler's fields are flattened into the same mapping (`steps: 128`, `--steps 128`).
+    """
+
+    sampler: SamplerSettings = nested(SamplerSettings, "the diffusion sampler's settings")
+    batch_size: int = option(8, "rows per generation batch")
+    # The official estimator's default.
+    mc_num: int = option(128, "Monte Carlo draws per reference for the ELBO")
+    # The seed's maximum sequence length.
+    max_length: int = option(512, "prompt + answer tokens; longer prompts are cut")
+    limit: int | None = option(None, "evaluate only the first N test rows (None: all)")
+    seed: int = option(0, "seed of the sampler and Monte Carlo ELBO draws")
 
 
 def load_test_rows(path: str | Path, limit: int | None = None) -> list[dict]:

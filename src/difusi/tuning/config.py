@@ -1,35 +1,24 @@
 """Run configurations: typed dataclasses, their YAML form, and command-line overrides.
 
 Every option exists once, as a field here; the CLI options and the YAML keys are derived from the
-fields, so the two can never drift apart. TrainConfig defaults are the seed's settings (max length
-512, LoRA rank 8, LoRA+ ratio 16, random state 42).
+fields (difusi.config), so the two can never drift apart. TrainConfig defaults are the seed's
+settings (max length 512, LoRA rank 8, LoRA+ ratio 16, random state 42).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-import yaml
-
+from difusi.config import Config, option
 from difusi.errors import DifusiError
-from difusi.io import write_text
 
 METHODS = ("lora", "loraplus", "pissa", "full")
 OBJECTIVES = ("diffusion", "ar")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def option(default: Any, help: str):
-    """A dataclass field whose help text the CLI shows."""
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
-class RunConfig:
+class RunConfig(Config):
     """What every training loop shares: optimisation, precision, logging and checkpoints."""
 
     out: str = option("", "run directory (metrics.jsonl, run_info.json, config.yaml, checkpoints/)")
@@ -60,33 +49,6 @@ class RunConfig:
             raise DifusiError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not self.out:
             raise DifusiError("no run directory given; pass --out DIR")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path):
-        """Read a YAML recipe; unknown keys are an error naming them."""
-        path = Path(path)
-        if not path.is_file():
-            raise DifusiError(f"config file {path} does not exist; pass an existing YAML file to --config")
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise DifusiError(f"{path} must hold a YAML mapping of option: value")
-        return cls().with_overrides(values, source=str(path))
-
-    def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides"):
-        """A copy with `overrides` applied (None values are skipped: the option was not given)."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise DifusiError(f"unknown option(s) in {source}: {', '.join(unknown)}")
-        given = {key: value for key, value in overrides.items() if value is not None}
-        return dataclasses.replace(self, **given)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_yaml(self, path: str | Path) -> None:
-        """Write the resolved config atomically."""
-        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 @dataclass

@@ -1,4 +1,25 @@
-"""`train(config) -> Path`: fine-tune a LLaDA base with LoRA, LoRA+, PiSSA or fully, on prepared data.
+"""Recipe: supervised fine-tuning of a LLaDA base on prepared data; `train(config) -> Path`.
+
+Launch (one GPU or CPU; YAML sets the values, flags given override them):
+    difusi train --config configs/llada8b-lora.yaml --data data/cendol --out runs/lora
+Several GPUs (data parallel; FSDP and DeepSpeed ZeRO-2 configs sit beside ddp.yaml):
+    accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 4 \
+        -m difusi train --config configs/llada8b-lora.yaml --data data/cendol --out runs/lora
+
+Features:
+  - Methods: LoRA, LoRA+ (lr_B = ratio x lr_A optimizer groups), PiSSA (top-r singular triplets,
+    saved converted so the adapter applies to the original base) and full fine-tuning (`method`).
+  - Objective: the masked-diffusion SFT loss (prompt never masked; normalised per answer length, as
+    the official recipe, or per token), or `objective: ar`, the causal next-token baseline.
+  - Precision: `auto` is bf16 autocast on GPU and fp32 on CPU; a frozen base is stored in bf16,
+    trained weights stay fp32. Optional gradient checkpointing of the transformer blocks.
+  - Checkpointing: a resumable Trainer checkpoint every `save_steps` in OUT/checkpoints; the final
+    adapter (or model) is written atomically.
+  - Resume: `--resume` continues the run in OUT from its last checkpoint (optimizer, scheduler, data
+    order and masking noise included); a run directory is never overwritten without it.
+  - Distributed: through accelerate (DDP, FSDP, DeepSpeed); only the main process writes files.
+  - Logging: OUT/metrics.jsonl (loss, learning rate per group, tokens/s, wall time, test-set ELBO
+    every `eval_steps`, before the first and after the last step), TensorBoard, run_info.json.
 
 Run directory (what evaluation reads):
   adapter/         PEFT adapter for the ORIGINAL base (full fine-tuning: model/, a whole checkpoint)
