@@ -157,3 +157,20 @@ def test_decode_answer_stops_at_eos_or_end_of_turn(tiny_tokenizer):
     assert decode_answer(tiny_tokenizer, [*word, ids.eot, *word], stop) == ("Jakarta", len(word))
     assert decode_answer(tiny_tokenizer, [ids.eos, ids.eos], stop) == ("", 0)
     assert decode_answer(tiny_tokenizer, word, stop) == ("Jakarta", len(word))
+
+
+def test_general_text_nelbo_is_scored_per_document(tiny_checkpoint, test_parquet, tmp_path):
+    general = tmp_path / "general.txt"
+    general.write_text("Hujan turun sejak pagi di Bandung.\n\nPasar dibuka pukul tujuh.\n")
+    config = CONFIG.with_overrides({"general_text": str(general)})
+    metrics = evaluate(str(tiny_checkpoint), test_parquet, tmp_path / "eval", config=config, progress=False)
+    documents = _jsonl(tmp_path / "eval" / "general.jsonl")
+    _, tokenizer = load_model(str(tiny_checkpoint))
+    lengths = [
+        len(tokenizer.encode(t, add_special_tokens=False))
+        for t in ("Hujan turun sejak pagi di Bandung.", "Pasar dibuka pukul tujuh.")
+    ]
+    assert [(d["id"], d["reference_tokens"]) for d in documents] == [(0, lengths[0]), (1, lengths[1])]
+    expected = sum(d["nelbo"] for d in documents) / sum(lengths)
+    assert metrics["overall"]["general_nelbo_per_token"] == pytest.approx(expected, rel=1e-12)
+    assert expected > 0

@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from transformers import PreTrainedTokenizerBase
 
 from difusi.config import Config, nested, option
 from difusi.data.chat_format import build_sft_example
 from difusi.diffusion.likelihood import score_references
 from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
-from difusi.evaluation.metrics import score_rows
+from difusi.evaluation.metrics import NELBO_PER_TOKEN, score_rows
 from difusi.generation import fit_prompt, generate_answers
 from difusi.io import read_json, write_json, write_jsonl
 from difusi.model.loading import load_model
@@ -46,6 +47,10 @@ class EvaluationConfig(Config):
     max_length: int = option(512, "prompt + answer tokens; longer prompts are cut")
     limit: int | None = option(None, "evaluate only the first N test rows (None: all)")
     seed: int = option(0, "seed of the sampler and Monte Carlo ELBO draws")
+    general_text: str | None = option(
+        None,
+        "held-out general text, one document a line: its NELBO before and after fine-tuning shows forgetting",
+    )
 
 
 def load_test_rows(path: str | Path, limit: int | None = None) -> list[dict]:
@@ -76,6 +81,30 @@ def summarize(rows: list[dict]) -> tuple[dict, dict]:
         by_subset[row["subset_name"]].append(row)
     per_subset = {name: {"n": len(group), **score_rows(group)} for name, group in sorted(by_subset.items())}
     return score_rows(rows), per_subset
+
+
+def score_general_text(model, tokenizer: PreTrainedTokenizerBase, config: EvaluationConfig) -> list[dict]:
+    """Per document of `config.general_text`: its summed negative ELBO as plain text after BOS (no
+    chat template: the text the model was pretrained on), cut to `max_length` tokens."""
+    path = Path(config.general_text)
+    if not path.is_file():
+        raise DifusiError(f"general text {path} does not exist; pass a text file with one document a line")
+    documents = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not documents:
+        raise DifusiError(f"{path} holds no text; pass a file with one document a line")
+    bos = [tokenizer.bos_token_id]
+    examples = [
+        {
+            "input_ids": (bos + tokenizer.encode(text, add_special_tokens=False))[: config.max_length],
+            "prompt_length": 1,
+        }
+        for text in documents
+    ]
+    scores = score_references(model, examples, config.mc_num, config.batch_size, config.seed, progress=False)
+    return [
+        {"id": index, "nelbo": nelbo, "reference_tokens": tokens}
+        for index, (nelbo, tokens) in enumerate(scores)
+    ]
 
 
 def default_label(adapter: str | None) -> str:
@@ -144,6 +173,9 @@ def evaluate(
         )
     ]
     overall, per_subset = summarize(records)
+    general = score_general_text(model, tokenizer, config) if config.general_text else []
+    if general:
+        overall["general_nelbo_per_token"] = NELBO_PER_TOKEN(general)
     finished = time.perf_counter()
     metrics = {
         "label": label or default_label(adapter),
@@ -162,5 +194,7 @@ def evaluate(
     }
     out = Path(out)
     write_jsonl(out / "generations.jsonl", records)
+    if general:
+        write_jsonl(out / "general.jsonl", general)
     write_json(out / "metrics.json", metrics)
     return metrics

@@ -179,3 +179,64 @@ def seed_mean_bootstrap_ci(
     low, high = np.quantile(scores, [alpha / 2, 1 - alpha / 2])
     estimate = np.mean([metric_fn.from_statistics(run_stats.sum(axis=0)) for run_stats in stats])
     return ConfidenceInterval(float(estimate), float(low), float(high))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Method B minus method A on the same test rows: estimate, 95% interval and two-sided p-value."""
+
+    estimate: float
+    low: float
+    high: float
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        """True when the interval excludes zero."""
+        return self.low > 0 or self.high < 0
+
+
+def paired_bootstrap_difference(
+    a_sets: Sequence[Sequence[Row]],
+    b_sets: Sequence[Sequence[Row]],
+    metric_fn: CorpusMetric,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> PairedDifference:
+    """Paired bootstrap of metric(B) - metric(A), each the mean over its runs (seeds).
+
+    `a_sets[s][i]` and `b_sets[s][i]` are run s's rows for test row i; every run of both methods
+    must cover the same rows in the same order. Each resample draws one multiset of test rows for
+    both methods (the pairing: a hard row counts against both), and, when a method has several
+    runs, resamples its runs too (seeds as a second level). The p-value is twice the smaller share
+    of resampled differences on either side of zero (capped at 1).
+    """
+    for sets in (a_sets, b_sets):
+        if not sets or not all(sets):
+            raise DifusiError(
+                f"cannot compare {metric_fn.name}: each method needs one or more non-empty runs"
+            )
+    if len({len(rows) for rows in (*a_sets, *b_sets)}) != 1:
+        raise DifusiError(f"cannot compare {metric_fn.name}: the runs were scored on different test rows")
+    a_stats = np.stack([metric_fn.statistics(rows) for rows in a_sets])  # [runs, rows, k]
+    b_stats = np.stack([metric_fn.statistics(rows) for rows in b_sets])
+    n = a_stats.shape[1]
+    rng = np.random.default_rng(seed)
+
+    def seed_mean(stats: np.ndarray, weights: np.ndarray, runs: np.ndarray) -> float:
+        return float(np.mean([metric_fn.from_statistics(weights @ stats[run]) for run in runs]))
+
+    every_row = np.ones(n)
+    estimate = seed_mean(b_stats, every_row, np.arange(len(b_stats))) - seed_mean(
+        a_stats, every_row, np.arange(len(a_stats))
+    )
+    differences = np.empty(n_resamples)
+    for i in range(n_resamples):
+        weights = np.bincount(rng.integers(0, n, size=n), minlength=n)
+        a_runs = rng.integers(0, len(a_stats), size=len(a_stats))
+        b_runs = rng.integers(0, len(b_stats), size=len(b_stats))
+        differences[i] = seed_mean(b_stats, weights, b_runs) - seed_mean(a_stats, weights, a_runs)
+    low, high = np.quantile(differences, [alpha / 2, 1 - alpha / 2])
+    p_value = min(1.0, 2 * min(np.mean(differences <= 0), np.mean(differences >= 0)))
+    return PairedDifference(estimate, float(low), float(high), float(p_value))

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from difusi.errors import DifusiError
-from difusi.evaluation.metrics import METRICS_BY_NAME, ConfidenceInterval, seed_mean_bootstrap_ci
+from difusi.evaluation.metrics import (
+    METRICS_BY_NAME,
+    NELBO_PER_TOKEN,
+    ConfidenceInterval,
+    PairedDifference,
+    paired_bootstrap_difference,
+    seed_mean_bootstrap_ci,
+)
 from difusi.io import read_json, read_jsonl, write_text
 
 
@@ -42,6 +49,11 @@ REPORTED_METRICS = (
 BAR_METRICS = tuple(
     m for m in REPORTED_METRICS if m.key in ("chrf_pp", "bleu", "rouge_l", "exact_match", "nelbo_per_token")
 )
+# The metrics the verdict tests, method against method; plus forgetting when runs measured it.
+VERDICT_METRICS = tuple(
+    m for m in REPORTED_METRICS if m.key in ("chrf_pp", "rouge_l", "exact_match", "nelbo_per_token")
+)
+GENERAL_NELBO = ReportedMetric("general_nelbo_per_token", "General-text NELBO/token", 3, lower_is_better=True)
 # The metrics broken down per subset in the report (metrics.json holds them all).
 SUBSET_METRICS = tuple(m for m in REPORTED_METRICS if m.key in ("chrf_pp", "nelbo_per_token"))
 EXAMPLES = 3  # test rows shown side by side
@@ -57,6 +69,7 @@ class Run:
     generations: list[dict]
     train_log: list[dict]
     run_info: dict | None
+    general: list[dict]  # eval/general.jsonl: held-out general text, one scored document a row
 
     @property
     def label(self) -> str:
@@ -100,6 +113,7 @@ def load_run(path: str | Path) -> Run:
         generations=sorted(read_jsonl(eval_dir / "generations.jsonl"), key=lambda row: row["id"]),
         train_log=read_jsonl(log_path) if log_path.is_file() else [],
         run_info=read_json(run_info_path) if run_info_path.is_file() else None,
+        general=read_jsonl(eval_dir / "general.jsonl") if (eval_dir / "general.jsonl").is_file() else [],
     )
 
 
@@ -335,6 +349,89 @@ def examples_section(groups: Sequence[MethodGroup], count: int = EXAMPLES) -> st
     return "\n\n".join(sections)
 
 
+def paired_differences(
+    a: MethodGroup, b: MethodGroup, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, PairedDifference]:
+    """B minus A for each verdict metric (and general-text NELBO when both measured it), paired by test row."""
+    differences = {
+        metric.key: paired_bootstrap_difference(
+            [run.generations for run in a.runs],
+            [run.generations for run in b.runs],
+            METRICS_BY_NAME[metric.key],
+            n_resamples,
+            seed,
+        )
+        for metric in VERDICT_METRICS
+    }
+    if all(run.general for run in (*a.runs, *b.runs)):
+        differences[GENERAL_NELBO.key] = paired_bootstrap_difference(
+            [run.general for run in a.runs],
+            [run.general for run in b.runs],
+            NELBO_PER_TOKEN,
+            n_resamples,
+            seed,
+        )
+    return differences
+
+
+def _judgement(a: str, b: str, differences: dict[str, PairedDifference]) -> str:
+    """One plain sentence: where B is significantly better or worse than A, and where it is not."""
+    metrics = {metric.key: metric for metric in (*VERDICT_METRICS, GENERAL_NELBO)}
+    better, worse, same = [], [], []
+    for key, difference in differences.items():
+        metric = metrics[key]
+        if not difference.significant:
+            same.append(metric.title)
+        elif (difference.estimate < 0) == metric.lower_is_better:
+            better.append(metric.title)
+        else:
+            worse.append(metric.title)
+    parts = [f"better on {', '.join(better)}"] if better else []
+    parts += [f"worse on {', '.join(worse)}"] if worse else []
+    parts += [f"no significant difference on {', '.join(same)}"] if same else []
+    return f"**{b}** against **{a}**: " + "; ".join(parts) + "."
+
+
+def verdict_section(groups: Sequence[MethodGroup], n_resamples: int = 1000, seed: int = 0) -> str:
+    """Every method against the base (the group labelled `base`, else the first), then the methods
+    against each other: paired differences with 95% intervals and a sentence each."""
+    reference = next((group for group in groups if group.label == "base"), groups[0])
+    others = [group for group in groups if group is not reference]
+    pairs = [(reference, group) for group in others]
+    pairs += [(a, b) for i, a in enumerate(others) for b in others[i + 1 :]]
+    if not pairs:
+        return "Only one method was given: nothing to compare."
+    measured_general = all(run.general for group in groups for run in group.runs)
+    metrics = (*VERDICT_METRICS, GENERAL_NELBO) if measured_general else VERDICT_METRICS
+    rows, sentences = [], []
+    for a, b in pairs:
+        differences = paired_differences(a, b, n_resamples, seed)
+        cells = []
+        for metric in metrics:
+            difference, d = differences[metric.key], metric.digits
+            mark = " *" if difference.significant else ""
+            cells.append(
+                f"{difference.estimate:+.{d}f} [{difference.low:+.{d}f}, {difference.high:+.{d}f}]{mark}"
+            )
+        rows.append([f"{b.label} − {a.label}", *cells])
+        sentences.append("- " + _judgement(a.label, b.label, differences))
+    table = _table(["Difference", *(metric.title for metric in metrics)], rows)
+    forgetting = (
+        f" {GENERAL_NELBO.title} is the negative ELBO of held-out general Indonesian text that no run "
+        "trained on: a rise after fine-tuning is forgetting."
+        if measured_general
+        else ""
+    )
+    return (
+        f"Paired bootstrap over the test rows ({n_resamples} resamples, seed {seed}): each resample "
+        "draws the same rows for both methods, and a method's runs (seeds) are resampled too. "
+        f"`*` marks a difference whose 95% interval excludes zero (significant).{forgetting}\n\n"
+        + table
+        + "\n\n"
+        + "\n".join(sentences)
+    )
+
+
 def write_report(
     groups: Sequence[MethodGroup], out: str | Path, n_resamples: int = 1000, seed: int = 0
 ) -> Path:
@@ -370,6 +467,8 @@ def write_report(
         "deviation. chrF++, BLEU, ROUGE-L, exact match and empty rate on a 0-100 scale; NELBO/token is the "
         "Monte Carlo negative ELBO of the reference answers in nats per token (lower is better).",
         headline_table(groups),
+        "## Verdict",
+        verdict_section(groups, n_resamples, seed),
         "## 95% confidence intervals",
         f"Percentile bootstrap over the test rows ({n_resamples} resamples of {n_rows} rows, seed {seed}); "
         "for several seeds the seed-mean is resampled, so the interval reflects the test set, not the seeds.",
