@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from safetensors import safe_open
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import models, pre_tokenizers
 from transformers import GenerationConfig, PreTrainedTokenizerFast
 
 from difusi.data.chat_format import build_sft_example
@@ -48,12 +48,13 @@ from difusi.model import LLaDAConfig, LLaDAModelLM
 from difusi.model.loading import load_model
 from difusi.model.tokenizer import (
     BOS_TOKEN,
-    CHAT_TEMPLATE,
     END_HEADER_TOKEN,
     EOS_TOKEN,
     EOT_TOKEN,
     MASK_TOKEN,
     START_HEADER_TOKEN,
+    as_llada_tokenizer,
+    byte_level,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,19 +98,8 @@ def standin_tokenizer() -> PreTrainedTokenizerFast:
     by_id = {index: f"<|reserved_{index}|>" for index in range(126464)}
     by_id |= dict(enumerate(alphabet))
     by_id |= {index: token for token, index in OFFICIAL_SPECIAL_IDS.items()}
-    backend = Tokenizer(models.BPE(vocab={token: index for index, token in by_id.items()}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(list(OFFICIAL_SPECIAL_IDS))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=BOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=EOS_TOKEN,
-        mask_token=MASK_TOKEN,
-        additional_special_tokens=[START_HEADER_TOKEN, END_HEADER_TOKEN, EOT_TOKEN],
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=4096,
+    return as_llada_tokenizer(
+        byte_level(models.BPE(vocab={token: index for index, token in by_id.items()}, merges=[]))
     )
 
 

@@ -162,17 +162,29 @@ def train_indonesian_tokenizer(
         )
     if sentences is None:
         sentences = indonesian_sentences()
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
+    backend = byte_level(models.BPE())
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     backend.train_from_iterator(sentences, trainer=trainer)
+    return as_llada_tokenizer(backend)
+
+
+def byte_level(model: models.Model) -> Tokenizer:
+    """A tokenizer around `model` that splits and decodes text as bytes (GPT-2 style, as LLaDA's)."""
+    backend = Tokenizer(model)
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+def as_llada_tokenizer(backend: Tokenizer) -> PreTrainedTokenizerFast:
+    """A transformers tokenizer with LLaDA's special tokens (added at the end of the vocabulary unless
+    `backend` already holds them, at whatever ids it gives them) and the LLaDA-Instruct chat template."""
     backend.add_special_tokens(list(SPECIAL_TOKENS))
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS_TOKEN,
         eos_token=EOS_TOKEN,
@@ -182,4 +194,3 @@ def train_indonesian_tokenizer(
         chat_template=CHAT_TEMPLATE,
         model_max_length=4096,
     )
-    return tokenizer
