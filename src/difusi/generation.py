@@ -78,8 +78,9 @@ def generate_answers(
             )
         else:
             output = generate(
-                model, input_ids, attention_mask=attention_mask, generator=generator, **asdict(sampler)
-            )
+                model, input_ids, attention_mask=attention_mask, generator=generator,
+                eot_id=tokenizer.convert_tokens_to_ids(EOT_TOKEN), **asdict(sampler),
+            )  # fmt: skip
         for row, index in enumerate(batch):
             answers[index] = decode_answer(tokenizer, output[row, width:].tolist(), stop_ids)
     return answers

@@ -230,7 +230,9 @@ def test_gpu_benchmark_script_builds_an_official_layout_checkpoint_on_cpu(tmp_pa
     script = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "gpu_llada8b", script)
     spec.loader.exec_module(script)
-    results = script.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), "--stages", "build,parity"])
+    results = script.main(
+        ["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), "--stages", "build,parity"]
+    )
 
     assert results["device"] == "CPU" and results["build"]["shards"] == 1
     config = json.loads((tmp_path / "base" / "config.json").read_text())
@@ -248,3 +250,40 @@ def test_gpu_benchmark_script_builds_an_official_layout_checkpoint_on_cpu(tmp_pa
     assert lengths == {96}  # the tiny preset's sequence length, every row exactly
     assert results["parity"]["float32_padded_max_abs"] == 0.0  # CPU against itself
     assert 0 < results["parity"]["bfloat16_padded_max_abs"] < 0.1 * results["parity"]["logit_scale_max_abs"]
+
+
+def test_early_stop_ends_once_every_answer_is_complete_and_keeps_the_answers(model):
+    """A model that answers 5 5 5 <eot> then EOS padding (less sure of the padding): stopping early
+    keeps those tokens and skips the steps that would only fill the padding."""
+    from difusi.diffusion.sampler import generate
+
+    eot_id, prompt = 2, torch.tensor([[7, 8, 9, 10], [11, 12, 13, 14]])
+    L = prompt.shape[1]
+
+    def scripted(module, args, kwargs, output):
+        columns = kwargs["cache_start"] + kwargs["logits_positions"] - L  # answer positions of the logits
+        logits = torch.zeros_like(output.logits)
+        logits[..., 5] = torch.where(columns < 3, 20.0, 0.0)
+        logits[..., eot_id] = torch.where(columns == 3, 20.0, 0.0)
+        logits[..., EOS_ID] = torch.where(columns > 3, 5.0, 0.0)
+        output.logits = logits
+        return output
+
+    handle = model.register_forward_hook(scripted, with_kwargs=True)
+    try:
+        for options in ({}, dict(cache="dual", threshold=0.9)):
+            runs = {}
+            for early_stop in (False, True):
+                steps = []
+                out = generate(model, prompt, steps=16, gen_length=16, block_length=16, eot_id=eot_id,
+                               early_stop=early_stop, on_step=lambda s, x, seen=steps: seen.append(s), **options)  # fmt: skip
+                runs[early_stop] = (out, len(steps))
+            (full, full_steps), (early, early_steps) = runs[False], runs[True]
+            assert early[:, L : L + 4].tolist() == full[:, L : L + 4].tolist() == [[5, 5, 5, eot_id]] * 2
+            assert (early[:, L + 4 :] == EOS_ID).all()
+            if not options:  # the exact schedule commits one token a step: 4 of 16 steps are needed
+                assert (full_steps, early_steps) == (16, 4)
+            else:  # all four sure tokens pass 0.9 in the first step; the padding needs more steps
+                assert early_steps == 1 < full_steps
+    finally:
+        handle.remove()

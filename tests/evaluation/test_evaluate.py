@@ -79,6 +79,7 @@ def test_evaluate_writes_generations_and_metrics(tiny_checkpoint, test_parquet, 
         "remasking": "low_confidence",
         "cache": "none",
         "threshold": None,
+        "early_stop": False,
     }
     assert metrics["truncated_prompts"] == 0 and metrics["truncated_references"] == 0
 

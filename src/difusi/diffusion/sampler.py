@@ -53,6 +53,9 @@ class SamplerSettings:
         None,
         "commit every token of the block with confidence >= this per step, e.g. 0.9 (None: the fixed schedule)",
     )
+    early_stop: bool = option(
+        False, "stop once every answer has committed its end of text with nothing masked before it"
+    )
 
     def check(self) -> None:
         """Raise DifusiError naming the problem and the fix for settings `generate` cannot honour
@@ -218,6 +221,7 @@ def generate(
     generator: torch.Generator | None = None,
     cache: Cache = DEFAULTS.cache,
     threshold: float | None = DEFAULTS.threshold,
+    early_stop: bool = DEFAULTS.early_stop,
 ) -> torch.Tensor:
     """Generate `gen_length` tokens after `prompt` [B, L] (left padded, with `attention_mask`) by
     masked diffusion; returns the whole sequence [B, L + gen_length]. The sampler settings (steps
@@ -244,6 +248,10 @@ def generate(
     a block takes as many steps as it needs (at most block_length; `steps` is then unused). With
     both off the result is the exact sampler's.
 
+    `early_stop` ends sampling once every row holds a committed EOS or `eot_id` with no mask before
+    it, and fills the masks left after it with EOS: the decoded answers (cut at that token) are the
+    ones a full run gives, without the steps that would only fill the padding.
+
     `on_step(step, x)` is called after every step (numbered from 0 over all blocks) with a copy of the
     current [B, L + gen_length] state. Random draws use `generator` (the global RNG when None).
     """
@@ -251,7 +259,7 @@ def generate(
     mask_id = config.mask_token_id if mask_id is None else mask_id
     eos_id = config.eos_token_id if eos_id is None else eos_id
     settings = SamplerSettings(
-        steps, gen_length, block_length, temperature, cfg_scale, remasking, cache, threshold
+        steps, gen_length, block_length, temperature, cfg_scale, remasking, cache, threshold, early_stop
     )
     check_generate_args(model, prompt, attention_mask, settings, mask_id)
     if stop_tokens_last and eot_id is None:
@@ -266,6 +274,7 @@ def generate(
     prompt_index = x != mask_id
     positions = torch.arange(x.shape[1], device=device)
     stop_ids = torch.tensor([eos_id, eot_id], device=device) if stop_tokens_last else None
+    end_ids = torch.tensor([eos_id] if eot_id is None else [eos_id, eot_id], device=device)
     num_blocks = gen_length // block_length
     steps_per_block = steps // num_blocks
 
@@ -312,7 +321,18 @@ def generate(
                 if on_step is not None:
                     on_step(step, x.clone())
                 step += 1
+                if early_stop and answers_complete(x[:, L:], mask_id, end_ids):
+                    return torch.where(x == mask_id, eos_id, x)
     return x
+
+
+def answers_complete(answer: torch.Tensor, mask_id: int, end_ids: torch.Tensor) -> bool:
+    """True when every row of `answer` [B, G] holds an end token with no mask before its first one."""
+    positions = torch.arange(answer.shape[1], device=answer.device)
+    beyond = answer.shape[1]
+    first_end = torch.where(torch.isin(answer, end_ids), positions, beyond).min(dim=1).values
+    first_mask = torch.where(answer == mask_id, positions, beyond).min(dim=1).values
+    return bool(((first_end < beyond) & (first_mask > first_end)).all())
 
 
 def _commit(x, x0, chosen, committable, columns, counts) -> torch.Tensor:
