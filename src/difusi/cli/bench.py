@@ -78,7 +78,26 @@ def register_sampling(items: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_sampling)
 
 
-BENCHMARKS = [register_sampler, register_sampling]
+def register_speed_quality(items: argparse._SubParsersAction) -> None:
+    parser = items.add_parser(
+        "speed-quality",
+        help="diffusion sampler settings and the AR twin on test prompts: tokens/s against chrF++",
+    )
+    parser.add_argument("--model", required=True, help="diffusion checkpoint (base, or merged/full run)")
+    parser.add_argument("--adapter", help="PEFT adapter for --model")
+    parser.add_argument("--ar-model", help="the AR twin's checkpoint (`--objective ar`)")
+    parser.add_argument("--ar-adapter", help="PEFT adapter for --ar-model")
+    parser.add_argument("--data", required=True, help="test.parquet written by `difusi prepare`")
+    parser.add_argument("--out", default="bench-speed-quality", help="directory for the JSON, table and plot")
+    parser.add_argument("--gen-length", type=int, default=256, help="answer area (default 256)")
+    parser.add_argument("--block-length", type=int, default=32, help="semi-autoregressive block (default 32)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="default 1 8")
+    parser.add_argument("--limit", type=int, default=16, help="test rows answered (default 16)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    parser.set_defaults(func=run_speed_quality)
+
+
+BENCHMARKS = [register_sampler, register_sampling, register_speed_quality]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -183,3 +202,36 @@ def run_sampling(args: argparse.Namespace) -> None:
         write(tmp)
         tmp.replace(out / name)
     print(f"written {out / 'sampling.json'} and {out / 'sampling.png'}")
+
+
+def run_speed_quality(args: argparse.Namespace) -> None:
+    from difusi.evaluation.evaluate import load_test_rows
+    from difusi.evaluation.speed_quality import (
+        matching_quality,
+        plot_speed_quality,
+        speed_quality,
+        speed_quality_table,
+    )
+    from difusi.io import atomic_path, write_json, write_text
+    from difusi.model.loading import load_model
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rows = load_test_rows(args.data, args.limit)  # fails before any model loads
+    model, tokenizer = load_model(args.model, args.adapter, device=device)
+    ar_model = load_model(args.ar_model, args.ar_adapter, device=device)[0] if args.ar_model else None
+    if ar_model is not None and not ar_model.config.causal:
+        raise DifusiError(f"{args.ar_model} is not a causal model; pass a `--objective ar` checkpoint")
+    results = speed_quality(
+        model, tokenizer, rows, ar_model, args.gen_length, args.block_length, args.batch_sizes
+    )
+    table, verdict = speed_quality_table(results), matching_quality(results)
+    print(f"{len(rows)} test rows, {args.gen_length} tokens, block {args.block_length}, {device}, "
+          f"threads {torch.get_num_threads()}\n\n{table}\n\n{verdict}")  # fmt: skip
+    out = Path(args.out)
+    write_json(
+        out / "speed_quality.json", {"rows": len(rows), "results": [dataclasses.asdict(r) for r in results]}
+    )
+    write_text(out / "speed_quality.md", f"{table}\n\n{verdict}\n")
+    with atomic_path(out / "speed_quality.png") as tmp:
+        plot_speed_quality(results, tmp)
+    print(f"written {out}/speed_quality.json, .md and .png")

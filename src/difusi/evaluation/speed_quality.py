@@ -1,0 +1,181 @@
+"""Speed against quality on real test prompts: diffusion sampler settings and the AR twin.
+
+Each sampler setting answers the same test rows at each batch size; quality (chrF++, exact match)
+comes from those answers, speed from their wall time. Tokens/s counts the answer area a sampler
+resolves (rows x gen_length; early stop and AR stop at the end of the answer, which is their gain),
+and tokens per step is that area over the model passes it took. Greedy answers do not depend on
+the batch size (left padding is masked), so quality is reported once per setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from difusi.diffusion.sampler import SamplerSettings
+from difusi.evaluation.metrics import CHRF_PP, EXACT_MATCH
+from difusi.generation import fit_prompt, generate_answers
+
+AR = "AR twin, KV cache"
+
+
+def sweep_settings(gen_length: int, block_length: int) -> dict[str, SamplerSettings]:
+    """The diffusion settings the issue compares, by name: the exact sampler at steps = gen length,
+    1/2 and 1/4 of it; prefix and dual cache; dual cache with thresholds 0.5-0.95; and early stop."""
+    exact = SamplerSettings(steps=gen_length, gen_length=gen_length, block_length=block_length)
+    settings = {
+        f"exact, {gen_length // d} steps": dataclasses.replace(exact, steps=gen_length // d)
+        for d in (1, 2, 4)
+    }
+    settings["prefix cache"] = dataclasses.replace(exact, cache="prefix")
+    settings["dual cache"] = dataclasses.replace(exact, cache="dual")
+    for tau in (0.5, 0.7, 0.8, 0.9, 0.95):
+        settings[f"dual cache + threshold {tau}"] = dataclasses.replace(exact, cache="dual", threshold=tau)
+    settings["dual cache + threshold 0.9 + early stop"] = dataclasses.replace(
+        exact, cache="dual", threshold=0.9, early_stop=True
+    )
+    settings["exact + early stop"] = dataclasses.replace(exact, early_stop=True)
+    return settings
+
+
+@dataclass(frozen=True)
+class SpeedQuality:
+    """One sampler setting at one batch size."""
+
+    sampler: str
+    batch_size: int
+    tokens_per_s: float
+    seconds: float
+    tokens_per_step: float
+    chrf_pp: float
+    exact_match: float
+
+
+def _count_passes(model) -> tuple[list[int], torch.utils.hooks.RemovableHandle]:
+    passes = [0]
+    handle = model.register_forward_hook(lambda module, args, output: passes.__setitem__(0, passes[0] + 1))
+    return passes, handle
+
+
+def speed_quality(
+    model,
+    tokenizer,
+    rows: list[dict],
+    ar_model=None,
+    gen_length: int = 256,
+    block_length: int = 32,
+    batch_sizes: Sequence[int] = (1, 8),
+    max_length: int = 512,
+    settings: dict[str, SamplerSettings] | None = None,
+) -> list[SpeedQuality]:
+    """Answer `rows` (prepared test rows) with every setting (and `ar_model`, greedy, when given) at
+    every batch size; see the module docstring for what is measured."""
+    settings = settings or sweep_settings(gen_length, block_length)
+    prompts = [fit_prompt(tokenizer, row["input"], max_length - gen_length).ids for row in rows]
+    runners = [(name, model, setting) for name, setting in settings.items()]
+    if ar_model is not None:
+        runners.append((AR, ar_model, SamplerSettings(steps=gen_length, gen_length=gen_length)))
+    results = []
+    for name, runner, setting in runners:
+        for batch_size in batch_sizes:
+            passes, handle = _count_passes(runner)
+            try:
+                started = time.perf_counter()
+                answers = generate_answers(runner, tokenizer, prompts, setting, batch_size, progress=False)
+                seconds = time.perf_counter() - started
+            finally:
+                handle.remove()
+            scored = [
+                {"generation": text, "reference": row["output"]}
+                for (text, _), row in zip(answers, rows, strict=True)
+            ]
+            batches = -(-len(prompts) // batch_size)
+            results.append(
+                SpeedQuality(
+                    sampler=name,
+                    batch_size=batch_size,
+                    tokens_per_s=len(prompts) * gen_length / seconds,
+                    seconds=seconds,
+                    tokens_per_step=batches * gen_length / max(passes[0], 1),
+                    chrf_pp=CHRF_PP(scored),
+                    exact_match=EXACT_MATCH(scored),
+                )
+            )
+    return results
+
+
+def speed_quality_table(results: Sequence[SpeedQuality]) -> str:
+    """Markdown: per setting, chrF++, exact match, tokens per step and tokens/s at each batch size."""
+    batch_sizes = sorted({row.batch_size for row in results})
+    header = [
+        "sampler",
+        "chrF++",
+        "exact match %",
+        "tokens/step",
+        *(f"tokens/s, batch {b}" for b in batch_sizes),
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for name in dict.fromkeys(row.sampler for row in results):
+        by_batch = {row.batch_size: row for row in results if row.sampler == name}
+        first = by_batch[batch_sizes[-1]]
+        cells = [f"{first.chrf_pp:.2f}", f"{first.exact_match:.1f}", f"{first.tokens_per_step:.2f}"]
+        cells += [f"{by_batch[b].tokens_per_s:.1f}" for b in batch_sizes]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def matching_quality(results: Sequence[SpeedQuality], tolerance: float = 1.0) -> str:
+    """Where (if anywhere) a diffusion setting reaches the AR twin's chrF++ within `tolerance`, and
+    its speed there relative to the AR twin, per batch size."""
+    sentences = []
+    for batch_size in sorted({row.batch_size for row in results}):
+        rows = [row for row in results if row.batch_size == batch_size]
+        ar = next((row for row in rows if row.sampler == AR), None)
+        if ar is None:
+            return "No AR twin was given."
+        close = [row for row in rows if row.sampler != AR and row.chrf_pp >= ar.chrf_pp - tolerance]
+        if not close:
+            best = max((row for row in rows if row.sampler != AR), key=lambda row: row.chrf_pp)
+            sentences.append(
+                f"Batch {batch_size}: no diffusion setting comes within {tolerance} chrF++ of the AR twin "
+                f"({ar.chrf_pp:.2f}); the best, {best.sampler}, reaches {best.chrf_pp:.2f}."
+            )
+            continue
+        fastest = max(close, key=lambda row: row.tokens_per_s)
+        sentences.append(
+            f"Batch {batch_size}: {fastest.sampler} matches the AR twin's quality (chrF++ {fastest.chrf_pp:.2f} "
+            f"against {ar.chrf_pp:.2f}) at {fastest.tokens_per_s / ar.tokens_per_s:.2f}x its speed "
+            f"({fastest.tokens_per_s:.1f} against {ar.tokens_per_s:.1f} tokens/s)."
+        )
+    return "\n".join(sentences)
+
+
+def plot_speed_quality(results: Sequence[SpeedQuality], path) -> None:
+    """chrF++ against tokens/s, one panel per batch size; the AR twin as a star."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch_sizes = sorted({row.batch_size for row in results})
+    figure, axes = plt.subplots(1, len(batch_sizes), figsize=(6 * len(batch_sizes), 4.5), squeeze=False)
+    for axis, batch_size in zip(axes[0], batch_sizes, strict=True):
+        for row in (r for r in results if r.batch_size == batch_size):
+            ar = row.sampler == AR
+            axis.scatter(row.tokens_per_s, row.chrf_pp, marker="*" if ar else "o", s=160 if ar else 40)
+            axis.annotate(
+                row.sampler,
+                (row.tokens_per_s, row.chrf_pp),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        axis.set(title=f"batch {batch_size}", xlabel="tokens/s (log)", ylabel="chrF++", xscale="log")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
