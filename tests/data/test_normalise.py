@@ -96,7 +96,9 @@ def random_code_point_strings(count: int, seed: int) -> list[str]:
                 return chr(code)
 
     return [
-        "".join(code_point() if rng.random() < 0.3 else rng.choice("ab A \n") for _ in range(rng.randrange(30)))
+        "".join(
+            code_point() if rng.random() < 0.3 else rng.choice("ab A \n") for _ in range(rng.randrange(30))
+        )
         for _ in range(count)
     ]
 

@@ -26,12 +26,6 @@ from tqdm.auto import tqdm
 
 from difusi.data.source import Source
 
-# The characters Python's str.split() treats as whitespace, as RE2 classes (with and without space).
-_WS_NOT_SPACE = (
-    r"[\t\n\v\f\r\x{1c}-\x{1f}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
-)
-_WS = "[ " + _WS_NOT_SPACE[1:]
-
 NORMALISATION = (
     "NFKC, lowercase, whitespace runs collapsed to one space, stripped "
     '(Python: " ".join(unicodedata.normalize("NFKC", s).lower().split()))'
@@ -89,6 +83,8 @@ _UNKNOWN = 8
 _CLASSES = np.full(0x110000, _UNKNOWN, dtype=np.uint8)
 _CLASSES[:0x80] = 0
 _CLASSES_LOCK = threading.Lock()
+_ASCII_SPACE = np.zeros(0x20, dtype=bool)
+_ASCII_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F]] = True
 
 
 def _normalise_split(text: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray, pa.Array]:
@@ -111,9 +107,13 @@ def _normalise_split(text: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.nda
     body = data[offsets[0] : offsets[-1]]
     # Non-ASCII characters, found by their UTF-8 lead bytes (a few per row), classed by code point.
     lead = np.flatnonzero(body >= 0xC0) + offsets[0]
+    wide_spaces: list[str] = []
     if len(lead):
         owner = np.searchsorted(offsets, lead, side="right") - 1
-        _mark(needs, owner, _code_point_classes(_decode(data, lead)))
+        code_points = _decode(data, lead)
+        classes = _code_point_classes(code_points)
+        _mark(needs, owner, classes)
+        wide_spaces = [chr(c) for c in np.unique(code_points[classes == _SPACES]).tolist()]
     # ASCII control characters: tabs and newlines (the others, left alone by the collapse, cost little).
     control = np.flatnonzero(body < 0x20) + offsets[0]
     needs[np.searchsorted(offsets, control, side="right") - 1] |= _SPACES
@@ -131,7 +131,7 @@ def _normalise_split(text: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.nda
     reference = need & _REFERENCE != 0
     fixed = lowered.filter(pa.array(special))
     fixed = _replace(fixed, (need & _UNICODE_LOWER != 0) & ~reference, pc.utf8_lower)
-    fixed = _replace(fixed, (need & _SPACES != 0) & ~reference, _collapse_spaces)
+    fixed = _replace(fixed, (need & _SPACES != 0) & ~reference, lambda t: _collapse_spaces(t, wide_spaces))
     if reference.any():
         originals = text.filter(pa.array(needs & _REFERENCE != 0))
         fixed = pc.replace_with_mask(fixed, pa.array(reference), _reference(originals))
@@ -214,10 +214,29 @@ def _replace(strings: pa.Array, mask: np.ndarray, transform) -> pa.Array:
     return pc.replace_with_mask(strings, arrow_mask, transform(strings.filter(arrow_mask)))
 
 
-def _collapse_spaces(strings: pa.Array) -> pa.Array:
-    """Every whitespace run as one space, none at either end."""
-    collapsed = pc.replace_substring_regex(strings, rf"(?:{_WS}{{2,}}|{_WS_NOT_SPACE})", " ")
-    return pc.utf8_trim(collapsed, " ")
+def _collapse_spaces(strings: pa.Array, wide_spaces: list[str]) -> pa.Array:
+    """Every whitespace run as one space, none at either end (`wide_spaces`: the non-ASCII whitespace
+    characters the strings may hold)."""
+    # Each whitespace character becomes a space (ASCII ones in place, the rest by literal search, both
+    # far faster than a regex over every space), then runs of spaces shrink to one.
+    offsets, data = _string_buffers(strings)
+    data = data.copy()
+    control = np.flatnonzero(data < 0x20)
+    control = control[_ASCII_SPACE[data[control]]]
+    data[control] = 0x20
+    spaced = pa.Array.from_buffers(
+        pa.string(),
+        len(strings),
+        [
+            None,
+            pa.py_buffer((offsets - offsets[0]).astype(np.int32)),
+            pa.py_buffer(data[offsets[0] : offsets[-1]]),
+        ],
+    )
+    series = pl.from_arrow(spaced)
+    for character in wide_spaces:
+        series = series.str.replace_all(character, " ", literal=True)
+    return series.str.replace_all("  +", " ").str.strip_chars(" ").to_arrow().cast(pa.string())
 
 
 def _reference(strings: pa.Array) -> pa.Array:
