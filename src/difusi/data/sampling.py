@@ -1,8 +1,9 @@
 """Stages 1-4 at full scale: subset filter, normalised-text de-duplication and stratified sampling.
 
-Nothing here loops in Python over rows. Shards are streamed in batches of a few tens of thousands of
-rows; each batch's input and output are normalised with pyarrow kernels and reduced to one 64-bit key per
-row, so memory holds a few numbers per row whatever the text volume.
+Shards are streamed in batches of a few tens of thousands of rows; each batch's input and output are
+normalised with pyarrow, polars and numpy kernels and reduced to one 64-bit key per row, so memory holds a
+few numbers per row whatever the text volume. Only the few strings holding a character that NFKC may
+rewrite (km², ligatures, decomposed accents) go through Python, one by one.
 
 Normalisation (what "the same pair" means): Unicode NFKC, then lowercase, then every run of whitespace
 collapsed to one space, then leading and trailing whitespace stripped; for a Python string that is
