@@ -7,10 +7,16 @@ null or empty input or output. The text is real Indonesian news prose from `indo
 into instruction tasks a small model can learn (continue a sentence, title or summarise a paragraph,
 write a wiki section, a poem, steps). Rows are shuffled across shards, the worst case for streaming
 readers. Everything is vectorised, so the full 12.8M-row collection takes minutes, not hours.
+
+The news corpus is nearly all ASCII. `realistic=True` gives the text what Wikipedia text has: curly
+quotes and apostrophes, en and em dashes, accented and non-Latin names, emoji, no-break spaces before
+units, a few compatibility characters (km², ligatures, decomposed accents) and paragraph breaks, so most
+rows hold some non-ASCII character or newline.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -145,6 +151,14 @@ _IDENTITY_QUESTIONS = [
 _IDENTITY_ANSWER = (
     "Saya Cendol, model bahasa yang dikembangkan oleh IndoNLP untuk membantu dalam Bahasa Indonesia."
 )
+# What `realistic=True` mixes into the sentences, as Wikipedia text has them.
+_NAMES = (
+    "José Rizal", "São Paulo", "Müller", "Việt Nam", "Łódź", "Zürich", "Curaçao", "Ngũgĩ wa Thiong’o",
+    "Ελλάδα", "Москва", "東京", "أحمد دحلان", "Bahasa Bali: ᬩᬲᬩᬮᬶ", "Nguyễn Trãi", "Ṣaḥīḥ",
+)
+_EMOJI = ("🙂", "👍🏽", "👨‍👩‍👧", "🇮🇩", "❤️", "🎉")
+# Characters NFKC rewrites (superscripts, ligatures, fractions, full-width, decomposed accents).
+_COMPAT = ("luas 12\u00a0km²", "ﬁnalis", "½ bagian", "ＡＢＣ", "cafe\u0301", "abad Ⅻ", "ﬂora")
 _NUSA_LABELS = ["politik", "ekonomi", "olahraga", "budaya", "kesehatan", "pendidikan", "hukum", "teknologi"]
 
 
@@ -160,9 +174,12 @@ class Pool:
     poem: pa.Array  # this sentence and the next as four short lines
 
 
-@lru_cache(maxsize=1)
-def sentence_pool() -> Pool:
+@lru_cache(maxsize=2)
+def sentence_pool(realistic: bool = False) -> Pool:
     sentences = indonesian_sentences()
+    if realistic:
+        rng = np.random.default_rng(2024)
+        sentences = tuple(_realistic(sentence, rng) for sentence in sentences)
     columns: dict[str, list[str]] = {name: [] for name in ("head", "tail", "title", "words", "poem")}
     for i, sentence in enumerate(sentences):  # 32,780 pool entries, not rows
         words = sentence.split()
@@ -179,6 +196,28 @@ def sentence_pool() -> Pool:
     )
 
 
+def _realistic(sentence: str, rng: np.random.Generator) -> str:
+    """The sentence with, at random, the typography and characters of Wikipedia text."""
+    draw = rng.random(7)
+    if draw[0] < 0.6:  # curly quotes and apostrophes
+        sentence = re.sub(r'"([^"]*)"', r"“\1”", sentence).replace("'", "’")
+    if draw[1] < 0.5:
+        sentence = sentence.replace(" - ", " – ")
+    words = sentence.split(" ")
+    at = int(rng.integers(1, len(words) + 1))
+    if draw[2] < 0.05:
+        words.insert(at, "—")
+    if draw[3] < 0.06:
+        words.insert(at, f"({_NAMES[int(rng.integers(len(_NAMES)))]})")
+    if draw[4] < 0.03:
+        words.insert(at, f"sejauh {int(rng.integers(2, 900))}\u00a0km")
+    if draw[5] < 0.01:
+        words.insert(at, _COMPAT[int(rng.integers(len(_COMPAT)))])
+    if draw[6] < 0.015:
+        words.append(_EMOJI[int(rng.integers(len(_EMOJI)))])
+    return " ".join(words)
+
+
 def subset_counts(rows: int) -> dict[str, int]:
     """Rows per subset for a collection of `rows` rows: real proportions, largest-remainder rounding,
     every subset at least one row when rows allow."""
@@ -192,8 +231,11 @@ def subset_counts(rows: int) -> dict[str, int]:
     return dict(zip(names, counts.tolist(), strict=True))
 
 
-def synth_cendol(out_dir: str | Path, rows: int, seed: int = 0, shards: int = FULL_SHARDS) -> list[Path]:
-    """Write a Cendol-shaped collection of `rows` rows as `shards` parquet files (data/train-*.parquet)."""
+def synth_cendol(
+    out_dir: str | Path, rows: int, seed: int = 0, shards: int = FULL_SHARDS, realistic: bool = False
+) -> list[Path]:
+    """Write a Cendol-shaped collection of `rows` rows as `shards` parquet files (data/train-*.parquet);
+    `realistic` gives it Wikipedia-like non-ASCII text and paragraph breaks (see the module docstring)."""
     if rows < 1 or shards < 1:
         raise ValueError(f"--rows and --shards must be at least 1, got {rows} and {shards}")
     counts = subset_counts(rows)
@@ -214,7 +256,7 @@ def synth_cendol(out_dir: str | Path, rows: int, seed: int = 0, shards: int = FU
         (work / "data").mkdir()
         for shard in tqdm(range(shards), desc="synth shards", unit="shard", disable=None):
             lo, hi = bounds[shard], bounds[shard + 1]
-            table = _shard_table(names, subset_of_row[lo:hi], ordinal[lo:hi], counts, seed, shard)
+            table = _shard_table(names, subset_of_row[lo:hi], ordinal[lo:hi], counts, seed, shard, realistic)
             table = _with_nulls(table, sorted(r - lo for r in null_rows if lo <= r < hi))
             name = f"train-{shard:05d}-of-{shards:05d}.parquet"
             pq.write_table(table, work / "data" / name, compression="zstd", row_group_size=100_000)
@@ -222,20 +264,22 @@ def synth_cendol(out_dir: str | Path, rows: int, seed: int = 0, shards: int = FU
     return paths
 
 
-def _shard_table(names, subset_ids, ordinals, counts, seed, shard) -> pa.Table:
+def _shard_table(names, subset_ids, ordinals, counts, seed, shard, realistic=False) -> pa.Table:
     rng = np.random.default_rng([seed, shard])
     pieces, positions = [], []
     for code in np.unique(subset_ids):
         where = np.flatnonzero(subset_ids == code)
-        pieces.append(_subset_rows(names[code], ordinals[where], counts[names[code]], rng))
+        pieces.append(_subset_rows(names[code], ordinals[where], counts[names[code]], rng, realistic))
         positions.append(where)
     table = pa.concat_tables(pieces)
     return table.take(pa.array(np.argsort(np.concatenate(positions), kind="stable")))
 
 
-def _subset_rows(subset: str, ordinals: np.ndarray, total: int, rng: np.random.Generator) -> pa.Table:
+def _subset_rows(
+    subset: str, ordinals: np.ndarray, total: int, rng: np.random.Generator, realistic: bool = False
+) -> pa.Table:
     """Rows of one subset; `ordinals` (positions within the subset) decide duplicates and poems."""
-    pool = sentence_pool()
+    pool = sentence_pool(realistic)
     size = len(pool.sentence)
     n = len(ordinals)
     if subset.startswith("wikipedia"):
@@ -248,11 +292,14 @@ def _subset_rows(subset: str, ordinals: np.ndarray, total: int, rng: np.random.G
         follow = _paragraphs(
             pool.sentence,
             rng.integers(0, size, n),
-            rng.integers(4, 14, n),
+            rng.integers(4, 13 if realistic else 14, n),
             " ",
             step=rng.integers(1, 1_000, n),
         )
         outputs = pc.binary_join_element_wise(pool.sentence.take(pa.array(start)), follow, " ")
+        if realistic:  # paragraph breaks in nearly half of the sections
+            breaks = pc.replace_substring(outputs, ". ", ".\n\n", max_replacements=2)
+            outputs = pc.if_else(pa.array(rng.random(n) < 0.45), breaks, outputs)
     elif subset.startswith("nusaparagraph"):
         templates = NUSA_TEMPLATES
         which = rng.integers(0, len(templates), n)
