@@ -3,6 +3,8 @@ sequences, and whole local tasks run offline through lm-eval's Python API and `d
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import math
 from pathlib import Path
@@ -18,6 +20,7 @@ from difusi import SamplerSettings, generate, generate_answers, log_likelihood  
 from difusi.cli import main  # noqa: E402
 from difusi.errors import DifusiError  # noqa: E402
 from difusi.evaluation.lm_eval_model import DifusiLM  # noqa: E402
+from difusi.generation import SAMPLER_FIELDS  # noqa: E402
 
 MODEL_ARGS = {"mc_num": 8, "mc_batch_size": 4, "steps": 16, "gen_length": 16, "block_length": 8}
 
@@ -178,22 +181,44 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
 
 
-@pytest.mark.slow
-def test_simple_evaluate_runs_local_tasks_by_model_name(tiny_checkpoint, local_tasks, offline):
-    import lm_eval
+@pytest.fixture(scope="module")
+def task_manager(local_tasks):
+    """lm-eval's task index, its own tasks and the local ones (indexing takes a few seconds)."""
     from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(local_tasks))
+
+
+@pytest.mark.slow
+def test_simple_evaluate_runs_local_tasks_by_model_name(tiny_checkpoint, task_manager, offline):
+    import lm_eval
 
     args = ",".join(f"{key}={value}" for key, value in MODEL_ARGS.items())
     results = lm_eval.simple_evaluate(
         model="difusi",
         model_args=f"pretrained={tiny_checkpoint},{args}",
         tasks=["difusi_local_mc", "difusi_local_gen"],
-        task_manager=TaskManager(include_path=str(local_tasks)),
+        task_manager=task_manager,
         device="cpu",
     )
 
     assert 0 <= results["results"]["difusi_local_mc"]["acc,none"] <= 1
     assert 0 <= results["results"]["difusi_local_gen"]["exact_match,none"] <= 1
+
+
+def test_indonesian_config_names_known_tasks_and_model_args(task_manager):
+    from lm_eval.config.evaluate_config import EvaluatorConfig
+
+    config = EvaluatorConfig.load_yaml_config(
+        Path(__file__).parents[2] / "configs" / "lm-eval-indonesian.yaml"
+    )
+
+    assert set(config) <= {field.name for field in dataclasses.fields(EvaluatorConfig)}
+    assert config["model"] == "difusi"
+    parameters = set(inspect.signature(DifusiLM).parameters) - {"sampler"}
+    assert set(config["model_args"]) <= parameters | SAMPLER_FIELDS
+    known = set(task_manager.all_tasks)
+    assert [task for task in config["tasks"] if task not in known] == []
 
 
 @pytest.mark.slow
