@@ -259,3 +259,26 @@ def test_serve_command_binds_localhost_by_default(tiny_checkpoint):
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert f"Uvicorn running on http://127.0.0.1:{port}" in output
+
+
+def test_a_failed_sampler_call_is_a_500_and_the_server_goes_on(tiny):
+    app = create_app(*tiny, SAMPLER, ServeConfig(name="tiny"))
+    engine = app.state.batcher.engine
+    real_run = engine.run
+
+    def failing_run(jobs):
+        engine.run = real_run
+        raise RuntimeError("CUDA out of memory")
+
+    engine.run = failing_run
+    with start(app) as server:
+        body = json.dumps({"model": "tiny", "messages": MESSAGES}).encode()
+        status, answer = http(f"{server.url}/v1/chat/completions", body)
+        assert status == 500 and answer["error"]["type"] == "server_error"
+        assert "CUDA out of memory" in answer["error"]["message"]
+        assert (
+            server.client()
+            .chat.completions.create(model="tiny", messages=MESSAGES)
+            .choices[0]
+            .message.content
+        )

@@ -103,16 +103,10 @@ class Engine:
     def run(self, jobs: list[Job]) -> None:
         settings, seed = jobs[0].settings, jobs[0].seed
         streams = {row: TextStream(job.stop) for row, job in enumerate(jobs) if job.stream}
-        try:
-            answers = generate_answers(
-                self.model, self.tokenizer, [job.prompt for job in jobs], settings, batch_size=len(jobs),
-                seed=seed, progress=False, on_step=self._streamer(jobs, streams) if streams else None,
-            )  # fmt: skip
-        except Exception as error:  # every waiting request gets the failure; the server goes on
-            log.exception("sampler call failed")
-            for job in jobs:
-                job.post(error)
-            return
+        answers = generate_answers(
+            self.model, self.tokenizer, [job.prompt for job in jobs], settings, batch_size=len(jobs),
+            seed=seed, progress=False, on_step=self._streamer(jobs, streams) if streams else None,
+        )  # fmt: skip
         for row, (job, (text, tokens)) in enumerate(zip(jobs, answers, strict=True)):
             text, stopped = cut_at_stop(text, job.stop)
             if row in streams and (rest := streams[row].finish(text)):
@@ -170,4 +164,9 @@ class Batcher:
                 self._wake.clear()
             self.sampler_calls += 1
             log.info("sampler call %d: %d answer(s) in one batch", self.sampler_calls, len(batch))
-            await asyncio.to_thread(self.engine.run, batch)
+            try:
+                await asyncio.to_thread(self.engine.run, batch)
+            except Exception as error:  # every request of the batch gets the failure; the server goes on
+                log.exception("sampler call %d failed", self.sampler_calls)
+                for job in batch:
+                    job.post(error)
