@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh clone: makes .venv, installs torch (the CPU build when no GPU is
-# present), difusi with its dev tools, and caches the offline Indonesian corpus.
+# present), difusi with its dev tools and the serve and lmeval extras (the tests cover both), and caches
+# the offline Indonesian corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,7 @@ fi
 
 stamp=.venv/.difusi-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    pip install -e ".[dev]" "torch==$TORCH_VERSION"
+    pip install -e ".[dev,serve,lmeval]" "torch==$TORCH_VERSION"
     touch "$stamp"
 fi
 "$py" -m difusi.corpus --ensure >/dev/null

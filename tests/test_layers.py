@@ -20,7 +20,7 @@ LAYERS = [
     ("difusi.data",),
     ("difusi.evaluation",),
     ("difusi.tuning",),
-    ("difusi.demo", "difusi.chat"),
+    ("difusi.demo", "difusi.chat", "difusi.serving"),
     ("difusi.cli", "difusi.__main__", "difusi"),  # the package root is the public API
 ]
 

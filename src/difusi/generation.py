@@ -1,13 +1,15 @@
 """From prompts to decoded answers, for diffusion models and the autoregressive baseline alike.
 
 `generate_text` answers one message (what `difusi generate` prints); `generate_answers` is what
-`evaluate` and the benchmarks call: batched by length, left-padded with an attention mask, decoded
-up to the first end-of-answer token. `fit_prompt` encodes a message cut to a token budget.
+`evaluate`, the benchmarks, lm-evaluation-harness and the server call: batched by length, left-padded
+with an attention mask, decoded up to the first end-of-answer token; `cut_at_stop` ends an answer at
+its first stop sequence. `fit_prompt` encodes a message cut to a token budget.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from tqdm.auto import tqdm
@@ -18,6 +20,9 @@ from difusi.diffusion.sampler import SamplerSettings, generate
 from difusi.errors import DifusiError
 from difusi.model.configuration_llada import padding_id
 from difusi.model.tokenizer import EOT_TOKEN, encode_chat
+
+# The sampler settings by name: what a request (an lm-eval task, a server request) may set.
+SAMPLER_FIELDS = frozenset(field.name for field in fields(SamplerSettings))
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase, config) -> set[int]:
@@ -34,6 +39,16 @@ def decode_answer(
     return tokenizer.decode(answer_ids[:length], skip_special_tokens=True).strip(), length
 
 
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """`text` up to the earliest occurrence of any of the `stop` sequences, and whether one occurred."""
+    cuts = [found for sequence in stop if sequence and (found := text.find(sequence)) >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+# on_step(prompt indices of the batch, their answer areas [batch, gen_length] after a sampler step)
+BatchStepHook = Callable[[list[int], torch.Tensor], None]
+
+
 def generate_answers(
     model,
     tokenizer: PreTrainedTokenizerBase,
@@ -42,6 +57,7 @@ def generate_answers(
     batch_size: int,
     seed: int = 0,
     progress: bool = True,
+    on_step: BatchStepHook | None = None,
 ) -> list[tuple[str, int]]:
     """Generate one answer per prompt (token ids); returns (text, answer tokens) in the prompts' order.
 
@@ -49,6 +65,9 @@ def generate_answers(
     attention mask over the padding. Sampling draws (temperature > 0, random remasking) come from a
     generator seeded with `seed`. A causal model decodes autoregressively (`ar_generate`, same
     gen_length and temperature; the diffusion-only settings do not apply).
+
+    `on_step(indices, answers)` follows every diffusion step: the indices of the batch's prompts and
+    their answer areas (mask ids where nothing is committed yet); a causal model never calls it.
     """
     stop_ids = stop_token_ids(tokenizer, model.config)
     pad_id = padding_id(model.config)
@@ -77,8 +96,13 @@ def generate_answers(
                 generator,
             )
         else:
+            hook = (
+                None
+                if on_step is None
+                else (lambda _, x, batch=batch, width=width: on_step(batch, x[:, width:]))
+            )
             output = generate(
-                model, input_ids, attention_mask=attention_mask, generator=generator,
+                model, input_ids, attention_mask=attention_mask, generator=generator, on_step=hook,
                 eot_id=tokenizer.convert_tokens_to_ids(EOT_TOKEN), **asdict(sampler),
             )  # fmt: skip
         for row, index in enumerate(batch):

@@ -27,6 +27,8 @@ COMMANDS = [
     "compare",
     "demo",
     "bench",
+    "serve",
+    "harness",
 ]
 
 
@@ -44,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # peft still calls a transformers property deprecated in 5.x; the warning is not the user's to act on.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # A subcommand that sets `passes_through` (lm-eval) hands the arguments it does not know onwards.
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passes_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.passed_through = rest
     try:
         args.func(args)
     except (DifusiError, FileNotFoundError, ValueError, OSError) as error:

@@ -1,0 +1,114 @@
+"""The OpenAI request bodies the server accepts, checked field by field, their sampler settings, and
+OpenAI's error shape.
+
+Fields are strictly typed (no "10" for 10, no "yes" for true); fields the server does not use
+(user, top_p, penalties ...) are ignored so that stock clients work. difusi's sampler settings are
+extra body fields of the same names (`steps`, `block_length`, `cache`, `threshold` ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from difusi.diffusion.sampler import Cache, Remasking, SamplerSettings
+from difusi.errors import DifusiError
+from difusi.generation import SAMPLER_FIELDS
+
+
+class ApiError(Exception):
+    """A request the server answers with an error: HTTP status and OpenAI's error fields."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+
+    def body(self) -> dict[str, Any]:
+        """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class GenerationRequest(Strict):
+    """What both completion endpoints share: the model, OpenAI's sampling fields and the sampler's."""
+
+    model: str
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0)
+    stream: bool = False
+    stop: str | list[str] | None = Field(None, max_length=4)
+    n: int = Field(1, ge=1, le=1)  # one answer per prompt
+    seed: int | None = None
+    steps: int | None = Field(None, ge=1)
+    gen_length: int | None = Field(None, ge=1)
+    block_length: int | None = Field(None, ge=1)
+    cfg_scale: float | None = Field(None, ge=0)
+    remasking: Remasking | None = None
+    cache: Cache | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+    early_stop: bool | None = None
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+    def sampler_settings(self, defaults: SamplerSettings) -> SamplerSettings:
+        """The server's settings with this request's: `max_tokens` is the answer length (the steps
+        per token and the block length kept where they still fit), then every sampler field given."""
+        given = {name: value for name in SAMPLER_FIELDS if (value := getattr(self, name)) is not None}
+        settings = defaults
+        if self.max_tokens is not None:
+            if given.get("gen_length", self.max_tokens) != self.max_tokens:
+                raise DifusiError("max_tokens and gen_length differ; give one of them")
+            settings = with_answer_length(defaults, self.max_tokens)
+        settings = replace(settings, **given)
+        settings.check()
+        return settings
+
+
+def with_answer_length(settings: SamplerSettings, gen_length: int) -> SamplerSettings:
+    """`settings` for a `gen_length`-token answer: its block length if it divides gen_length (one
+    block otherwise) and its steps per token, rounded up to a whole number of steps per block."""
+    block_length = settings.block_length if gen_length % settings.block_length == 0 else gen_length
+    blocks = gen_length // block_length
+    steps = -(-settings.steps * gen_length // settings.gen_length)  # ceiling division
+    steps = -(-steps // blocks) * blocks
+    return replace(settings, gen_length=gen_length, block_length=block_length, steps=steps)
+
+
+class TextPart(Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def as_dict(self) -> dict[str, str]:
+        """The message as `render_chat` takes it, text parts joined."""
+        content = (
+            self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+        )
+        return {"role": self.role, "content": content}
+
+
+class ChatCompletionRequest(GenerationRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class CompletionRequest(GenerationRequest):
+    """A plain-text prompt (no chat template), or several: one answer each."""
+
+    prompt: str | list[str] = Field(min_length=1)
