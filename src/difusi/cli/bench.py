@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
@@ -155,6 +154,7 @@ def run_sampling(args: argparse.Namespace) -> None:
         sampling_table,
     )
     from difusi.evaluation.evaluate import load_test_rows
+    from difusi.io import write_json
     from difusi.model.loading import load_model
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -193,14 +193,8 @@ def run_sampling(args: argparse.Namespace) -> None:
         print(quality_table(quality))
         report["quality"] = [dataclasses.asdict(row) for row in quality]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, write in (
-        ("sampling.json", lambda path: path.write_text(json.dumps(report, indent=2) + "\n")),
-        ("sampling.png", lambda path: plot_sampling(speeds, path)),
-    ):
-        tmp = out / f".tmp.{name}"
-        write(tmp)
-        tmp.replace(out / name)
+    write_json(out / "sampling.json", report)
+    plot_sampling(speeds, out / "sampling.png")
     print(f"written {out / 'sampling.json'} and {out / 'sampling.png'}")
 
 
@@ -212,7 +206,7 @@ def run_speed_quality(args: argparse.Namespace) -> None:
         speed_quality,
         speed_quality_table,
     )
-    from difusi.io import atomic_path, write_json, write_text
+    from difusi.io import write_json, write_text
     from difusi.model.loading import load_model
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -232,6 +226,5 @@ def run_speed_quality(args: argparse.Namespace) -> None:
         out / "speed_quality.json", {"rows": len(rows), "results": [dataclasses.asdict(r) for r in results]}
     )
     write_text(out / "speed_quality.md", f"{table}\n\n{verdict}\n")
-    with atomic_path(out / "speed_quality.png") as tmp:
-        plot_speed_quality(results, tmp)
+    plot_speed_quality(results, out / "speed_quality.png")
     print(f"written {out}/speed_quality.json, .md and .png")

@@ -22,10 +22,17 @@ if TYPE_CHECKING:
 SMOOTHING = 20  # the running mean spans 1/SMOOTHING of a curve: masked-diffusion losses are noisy
 
 
-def _save(figure: Figure, path: Path) -> None:
+def save_figure(figure: Figure, path: str | Path) -> None:
+    """Lay `figure` out and write it as PNG, atomically."""
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120, format="png")
+
+
+def batch_panels(batch_sizes: Sequence[int], width: float, height: float) -> tuple[Figure, list]:
+    """A figure with one panel (axes) per batch size, side by side."""
+    figure = Figure(figsize=(width * len(batch_sizes), height))
+    return figure, list(figure.subplots(1, len(batch_sizes), squeeze=False)[0])
 
 
 def _running_mean(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -60,7 +67,7 @@ def plot_training_curves(groups: Sequence[MethodGroup], key: str, x: str, path: 
     axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
     axes.legend()
-    _save(figure, path)
+    save_figure(figure, path)
     return True
 
 
@@ -81,4 +88,4 @@ def plot_metric_bars(
         axes.set_xticks(positions, [group.label for group in groups], rotation=30, ha="right")
         axes.set_title(metric.title + (" (lower is better)" if metric.lower_is_better else ""))
         axes.grid(axis="y", alpha=0.3)
-    _save(figure, path)
+    save_figure(figure, path)

@@ -156,14 +156,11 @@ def matching_quality(results: Sequence[SpeedQuality], tolerance: float = 1.0) ->
 
 def plot_speed_quality(results: Sequence[SpeedQuality], path) -> None:
     """chrF++ against tokens/s, one panel per batch size; the AR twin as a star."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from difusi.evaluation.plots import batch_panels, save_figure
 
     batch_sizes = sorted({row.batch_size for row in results})
-    figure, axes = plt.subplots(1, len(batch_sizes), figsize=(6 * len(batch_sizes), 4.5), squeeze=False)
-    for axis, batch_size in zip(axes[0], batch_sizes, strict=True):
+    figure, axes = batch_panels(batch_sizes, 6, 4.5)
+    for axis, batch_size in zip(axes, batch_sizes, strict=True):
         for row in (r for r in results if r.batch_size == batch_size):
             ar = row.sampler == AR
             axis.scatter(row.tokens_per_s, row.chrf_pp, marker="*" if ar else "o", s=160 if ar else 40)
@@ -176,6 +173,4 @@ def plot_speed_quality(results: Sequence[SpeedQuality], path) -> None:
             )
         axis.set(title=f"batch {batch_size}", xlabel="tokens/s (log)", ylabel="chrF++", xscale="log")
         axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)
