@@ -154,3 +154,10 @@ def test_synth_tasks_writes_shards_and_the_cli_flag(tmp_path):
     )
     again = pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / "b" / "data").glob("*.parquet")))
     assert again.equals(table)
+
+
+def test_demo_preset_tokenizer_skips_the_held_out_text():
+    from difusi.data.tasks import task_sentences
+    from difusi.model.presets import PRESETS
+
+    assert PRESETS["demo"].tokenizer_sentences == len(task_sentences()) == len(indonesian_sentences()) - 2_000

@@ -344,17 +344,3 @@ def general_examples(count: int, seed: int = 0) -> list[tuple[str, str]]:
     sentences = [s for s in task_sentences() if 4 <= len(s.split()) <= 14]
     rng = np.random.default_rng([seed, 7])
     return [general_example(GENERAL_TASKS[i % len(GENERAL_TASKS)], rng, sentences) for i in range(count)]
-
-
-def instruction_text() -> list[str]:
-    """The fixed wording of every template and answer (tasks and general), for tokenizer training."""
-    texts = [t.prefix + t.suffix for ts in TEMPLATES.values() for t in ts]
-    texts += [a for _, a in IDENTITY_QUESTIONS.values()] + [
-        q for qs, _ in IDENTITY_QUESTIONS.values() for q in qs
-    ]
-    texts += [" ".join(s) for s in SAFETY_PHRASINGS] + list(GREETINGS)
-    rng = np.random.default_rng(0)
-    texts += [
-        prompt for prompt, _ in (general_example(k, rng, ["satu dua tiga empat"]) for k in GENERAL_TASKS)
-    ]
-    return texts

@@ -34,9 +34,6 @@ class ModelPreset:
     max_sequence_length: int
     # How many corpus sentences (from the start, in file order) train the tokenizer; None: all.
     tokenizer_sentences: int | None = None
-    # True: the tokenizer learns from the task sentences (the corpus less its held-out tail) plus the
-    # fixed wording of the task and general-instruction templates (difusi.data.tasks).
-    tokenizer_with_instructions: bool = False
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -52,8 +49,9 @@ PRESETS: dict[str, ModelPreset] = {
     "small": ModelPreset(
         d_model=256, n_layers=6, n_heads=4, mlp_hidden_size=768, vocab_size=8192, max_sequence_length=1024
     ),
-    # The demo's base: a 4,096-token vocabulary that knows the instruction wording, so a few CPU
-    # minutes of pretraining give well-trained token embeddings (see PretrainConfig.general_tasks).
+    # A candidate for the demo's base (see PretrainConfig.general_tasks): a 4,096-token vocabulary,
+    # so fewer rows to train per CPU minute, learnt from the corpus less its held-out last 2,000
+    # sentences (difusi.data.tasks.HELD_OUT_SENTENCES).
     "demo": ModelPreset(
         d_model=256,
         n_layers=4,
@@ -61,7 +59,7 @@ PRESETS: dict[str, ModelPreset] = {
         mlp_hidden_size=768,
         vocab_size=4096,
         max_sequence_length=1024,
-        tokenizer_with_instructions=True,
+        tokenizer_sentences=30_780,
     ),
 }
 
@@ -77,11 +75,7 @@ def preset_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """Train the project tokenizer for preset `name` (deterministic, about a second for `small`)."""
     preset = get_preset(name)
     sentences = None
-    if preset.tokenizer_with_instructions:
-        from difusi.data.tasks import instruction_text, task_sentences
-
-        sentences = [*task_sentences(), *instruction_text()]
-    elif preset.tokenizer_sentences is not None:
+    if preset.tokenizer_sentences is not None:
         sentences = indonesian_sentences()[: preset.tokenizer_sentences]
     return train_indonesian_tokenizer(preset.vocab_size, sentences)
 
