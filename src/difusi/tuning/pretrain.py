@@ -6,7 +6,8 @@ sequences with EOS between them, and the model learns with LLaDA's pretraining l
 With `general_tasks: N`, N instruction-formatted general examples (difusi.data.tasks, disjoint from
 the fine-tuning task families) join the blocks and every batch takes the SFT loss: a block is an SFT
 example with an empty prompt, for which the SFT loss (answer-length normalisation) equals the
-pretraining loss (batches mix both kinds; a general example is EOS-padded to the batch's length). `held_out: N` keeps the corpus's last N lines out of training.
+pretraining loss (batches mix both kinds; a general example is EOS-padded to the batch's length).
+`held_out: N` keeps the corpus's last N lines out of training.
 Run directory: model/ (official-layout checkpoint + tokenizer, usable as `difusi train --base`),
 metrics.jsonl, run_info.json, config.yaml, tensorboard/, checkpoints/.
 """
