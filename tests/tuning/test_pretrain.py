@@ -11,7 +11,7 @@ from difusi import LLaDAModelLM
 from difusi.errors import DifusiError
 from difusi.model.presets import build_checkpoint, preset_tokenizer
 from difusi.tuning.config import PretrainConfig
-from difusi.tuning.pretrain import pack_corpus, pretrain, read_corpus
+from difusi.tuning.pretrain import general_sft_examples, pack_corpus, pretrain, read_corpus
 
 
 def test_read_corpus_file_and_directory(tmp_path):
@@ -75,3 +75,33 @@ def test_pretrain_errors(tmp_path):
     with pytest.raises(DifusiError, match="^unknown model preset 'huge'"):
         pretrain(PretrainConfig(out=str(tmp_path / "run"), preset="huge"))
     assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_with_general_tasks_and_a_held_out_tail(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"Kalimat nomor {i} ada di sini." for i in range(50)))
+    config = PretrainConfig(
+        out=str(tmp_path / "run"), corpus=str(corpus), preset="tiny", seq_len=96, batch_size=4,
+        max_steps=2, logging_steps=1, precision="fp32", general_tasks=30, held_out=10,
+    )  # fmt: skip
+    out = pretrain(config)
+    info = json.loads((out / "run_info.json").read_text())
+    assert (info["corpus_texts"], info["general_tasks"], info["held_out"]) == (40, 30, 10)
+    tokenizer = preset_tokenizer("tiny")
+    texts = [f"Kalimat nomor {i} ada di sini." for i in range(40)]
+    blocks = pack_corpus(texts, tokenizer, 96, tokenizer.eos_token_id)
+    general = general_sft_examples(tokenizer, 30, 96, seed=42)  # those whose prompt fits in 96 tokens
+    assert 20 < len(general) <= 30 and info["sequences"] == len(blocks) + len(general)
+    with pytest.raises(DifusiError, match="must not be negative"):
+        pretrain(PretrainConfig(out=str(tmp_path / "x"), preset="tiny", general_tasks=-1))
+
+
+def test_general_sft_examples_follow_the_chat_format():
+    from difusi.data.tasks import general_examples
+    from difusi.model.tokenizer import encode_chat
+
+    tokenizer = preset_tokenizer("tiny")
+    examples = general_sft_examples(tokenizer, 7, 512, seed=0)
+    for example, (prompt, _) in zip(examples, general_examples(7, 0), strict=True):
+        ids = encode_chat(tokenizer, prompt)
+        assert example["input_ids"][: example["prompt_length"]] == ids

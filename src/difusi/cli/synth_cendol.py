@@ -1,4 +1,8 @@
-"""`difusi synth-cendol --out DIR --rows N --seed S`: write an offline Cendol-shaped collection."""
+"""`difusi synth-cendol --out DIR --rows N --seed S [--tasks]`: write an offline Cendol-shaped collection.
+
+`--tasks` writes the learnable task mode instead (difusi.data.tasks: the six Indonesian subsets with
+answers that follow from the prompt; default 40,000 rows in 4 shards when --rows/--shards are not given).
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="output directory (shards go to OUT/data/)")
     parser.add_argument(
-        "--rows", type=int, default=FULL_ROWS, help="rows in total (default: the real 12,810,390)"
+        "--rows", type=int, default=None, help="rows in total (default: the real 12,810,390; --tasks: 40,000)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--shards", type=int, default=FULL_SHARDS, help="number of parquet shards")
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        help=f"number of parquet shards (default {FULL_SHARDS}; --tasks: 4)",
+    )
+    parser.add_argument(
+        "--tasks",
+        action="store_true",
+        help="learnable task mode: the six Indonesian subsets with answers that follow from the prompt",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from difusi.data.synth import synth_cendol
+    def given(value: int | None, default: int) -> int:
+        return default if value is None else value
 
-    paths = synth_cendol(args.out, args.rows, args.seed, args.shards)
-    print(f"wrote {args.rows:,} rows in {len(paths)} shards to {args.out}/data")
+    if args.tasks:
+        from difusi.data.tasks import TASK_ROWS, TASK_SHARDS, synth_tasks
+
+        rows, shards = given(args.rows, TASK_ROWS), given(args.shards, TASK_SHARDS)
+        paths = synth_tasks(args.out, rows, args.seed, shards)
+    else:
+        from difusi.data.synth import synth_cendol
+
+        rows, shards = given(args.rows, FULL_ROWS), given(args.shards, FULL_SHARDS)
+        paths = synth_cendol(args.out, rows, args.seed, shards)
+    print(f"wrote {rows:,} rows in {len(paths)} shards to {args.out}/data")

@@ -1,6 +1,7 @@
 """Small LLaDA model presets in the official config format, and random checkpoints built from them.
 
-`tiny` is for unit tests (under 200k parameters); `small` (about 9M) is for the offline demo. Both use
+`tiny` is for unit tests (under 200k parameters); `small` (about 9M) and `demo` are for the offline
+demo. All use
 a project tokenizer trained on Indonesian text, so their special ids are whatever that tokenizer
 assigns, never LLaDA's.
 """
@@ -47,6 +48,18 @@ PRESETS: dict[str, ModelPreset] = {
     ),
     "small": ModelPreset(
         d_model=256, n_layers=6, n_heads=4, mlp_hidden_size=768, vocab_size=8192, max_sequence_length=1024
+    ),
+    # A candidate for the demo's base (see PretrainConfig.general_tasks): a 4,096-token vocabulary,
+    # so fewer rows to train per CPU minute, learnt from the corpus less its held-out last 2,000
+    # sentences (difusi.data.tasks.HELD_OUT_SENTENCES).
+    "demo": ModelPreset(
+        d_model=256,
+        n_layers=4,
+        n_heads=4,
+        mlp_hidden_size=768,
+        vocab_size=4096,
+        max_sequence_length=1024,
+        tokenizer_sentences=30_780,
     ),
 }
 

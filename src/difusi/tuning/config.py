@@ -102,7 +102,7 @@ class PretrainConfig(RunConfig):
     corpus: str = option(
         "", "text file, or directory of .txt files, one document per line (default: built-in)"
     )
-    preset: str = option("small", "model preset to build and train (tiny, small)")
+    preset: str = option("small", "model preset to build and train (tiny, small, demo)")
     seq_len: int = option(128, "tokens per training sequence (documents are packed, EOS between them)")
     learning_rate: float = option(1e-3, "peak learning rate")
     batch_size: int = option(32, "micro-batch size per device")
@@ -111,3 +111,19 @@ class PretrainConfig(RunConfig):
     warmup_ratio: float = option(0.02, "share of the steps spent warming the learning rate up")
     weight_decay: float = option(0.1, "AdamW weight decay")
     save_steps: int = option(200, "write a resumable checkpoint every N steps")
+    general_tasks: int = option(
+        0,
+        "instruction-formatted general tasks (copy a sentence, first/last word, ...; difusi.data.tasks) "
+        "mixed into the corpus blocks and trained with the SFT loss, so the base follows the chat "
+        "format and copies from its prompt (0: plain text only)",
+    )
+    held_out: int = option(
+        0, "leave the corpus's last N lines out of pretraining (held-out text for a forgetting measure)"
+    )
+
+    def validate(self) -> None:
+        if self.general_tasks < 0 or self.held_out < 0:
+            raise DifusiError(
+                f"general_tasks ({self.general_tasks}) and held_out ({self.held_out}) must not be negative"
+            )
+        super().validate()

@@ -3,6 +3,11 @@
 The preset's project tokenizer encodes the corpus; documents are packed into fixed-length
 sequences with EOS between them, and the model learns with LLaDA's pretraining loss (with
 `objective: ar`, the same architecture made causal learns next-token prediction: the AR baseline).
+With `general_tasks: N`, N instruction-formatted general examples (difusi.data.tasks, disjoint from
+the fine-tuning task families) join the blocks and every batch takes the SFT loss: a block is an SFT
+example with an empty prompt, for which the SFT loss (answer-length normalisation) equals the
+pretraining loss (batches mix both kinds; a general example is EOS-padded to the batch's length).
+`held_out: N` keeps the corpus's last N lines out of training.
 Run directory: model/ (official-layout checkpoint + tokenizer, usable as `difusi train --base`),
 metrics.jsonl, run_info.json, config.yaml, tensorboard/, checkpoints/.
 """
@@ -16,11 +21,13 @@ import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase, default_data_collator, set_seed
 
 from difusi.corpus import indonesian_sentences
+from difusi.data.chat_format import build_sft_example
 from difusi.errors import DifusiError
 from difusi.model.loading import load_model
 from difusi.model.presets import build_checkpoint, get_preset
 from difusi.model.tokenizer import special_token_ids
 from difusi.tuning.config import PretrainConfig
+from difusi.tuning.data import sft_collator
 from difusi.tuning.train import (
     resume_checkpoint,
     save_run,
@@ -71,6 +78,22 @@ def pack_corpus(
     return blocks
 
 
+def general_sft_examples(
+    tokenizer: PreTrainedTokenizerBase, count: int, seq_len: int, seed: int
+) -> list[dict]:
+    """`count` general instruction examples (difusi.data.tasks.general_examples) as SFT examples of at
+    most `seq_len` tokens; those whose prompt leaves no room for an answer are skipped."""
+    from difusi.data.tasks import general_examples
+
+    examples = []
+    for prompt, answer in general_examples(count, seed):
+        try:
+            examples.append(build_sft_example(tokenizer, prompt, answer, seq_len))
+        except DifusiError:  # the prompt alone fills seq_len
+            continue
+    return examples
+
+
 def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     """Build `config.preset` at random, pretrain it on the corpus, write OUT/model; returns OUT."""
     config.validate()
@@ -82,6 +105,10 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     out = Path(config.out)
     checkpoint = resume_checkpoint(out, resume)
     texts = read_corpus(config.corpus)
+    if config.held_out:
+        if config.held_out >= len(texts):
+            raise DifusiError(f"held_out {config.held_out} leaves none of the corpus's {len(texts)} lines")
+        texts = texts[: -config.held_out]
     with tempfile.TemporaryDirectory() as scratch:
         # The same preset and seed give the same initial weights, so a resumed run starts alike.
         initial = build_checkpoint(config.preset, Path(scratch) / "init", config.seed)
@@ -89,6 +116,11 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         generation_config = GenerationConfig.from_pretrained(initial)
     ids = special_token_ids(tokenizer, model.config)
     blocks = pack_corpus(texts, tokenizer, config.seq_len, ids.eos)
+    collator = default_data_collator
+    if config.general_tasks:
+        blocks = [{"input_ids": block["input_ids"], "prompt_length": 0} for block in blocks]
+        blocks += general_sft_examples(tokenizer, config.general_tasks, config.seq_len, config.seed)
+        collator = sft_collator(ids.pad)
 
     args = training_arguments(config, out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +131,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         model=model,
         args=args,
         train_dataset=blocks,
-        data_collator=default_data_collator,
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=trainer_callbacks(out),
         mask_id=ids.mask,
@@ -114,6 +146,12 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         tokenizer.save_pretrained(staging)
         generation_config.save_pretrained(staging)
 
-    details = {"preset": config.preset, "corpus_texts": len(texts), "sequences": len(blocks)}
+    details = {
+        "preset": config.preset,
+        "corpus_texts": len(texts),
+        "sequences": len(blocks),
+        "general_tasks": config.general_tasks,
+        "held_out": config.held_out,
+    }
     save_run(trainer, result.metrics, checkpoint, out / "model", save, {}, details)
     return out
