@@ -246,13 +246,12 @@ def plot_sampling(speeds: Sequence[SamplingSpeed], path) -> None:
     """Tokens/s against gen length, one panel per batch size, one line per sampler (log scale)."""
     from difusi.evaluation.plots import batch_panels, save_figure
 
-    batch_sizes = sorted({row.batch_size for row in speeds})
-    figure, axes = batch_panels(batch_sizes, 5, 4)
-    for axis, batch_size in zip(axes, batch_sizes, strict=True):
-        for sampler in dict.fromkeys(row.sampler for row in speeds):
-            rows = [row for row in speeds if row.sampler == sampler and row.batch_size == batch_size]
-            axis.plot([r.gen_length for r in rows], [r.tokens_per_s for r in rows], marker="o", label=sampler)
+    figure, panels = batch_panels(speeds, 5, 4)
+    for axis, batch_size, rows in panels:
+        for sampler in dict.fromkeys(row.sampler for row in rows):
+            line = [row for row in rows if row.sampler == sampler]
+            axis.plot([r.gen_length for r in line], [r.tokens_per_s for r in line], marker="o", label=sampler)
         axis.set(title=f"batch {batch_size}", xlabel="generated tokens", ylabel="tokens/s", yscale="log")
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    panels[0][0].legend(fontsize=8)
     save_figure(figure, path)

@@ -29,10 +29,17 @@ def save_figure(figure: Figure, path: str | Path) -> None:
         figure.savefig(tmp, dpi=120, format="png")
 
 
-def batch_panels(batch_sizes: Sequence[int], width: float, height: float) -> tuple[Figure, list]:
-    """A figure with one panel (axes) per batch size, side by side."""
+def batch_panels(rows: Sequence, width: float, height: float) -> tuple[Figure, list[tuple]]:
+    """A figure with one panel per batch size found in `rows` (objects with `batch_size`), side by
+    side; returns it and (axes, batch size, that batch size's rows) per panel."""
+    batch_sizes = sorted({row.batch_size for row in rows})
     figure = Figure(figsize=(width * len(batch_sizes), height))
-    return figure, list(figure.subplots(1, len(batch_sizes), squeeze=False)[0])
+    axes = figure.subplots(1, len(batch_sizes), squeeze=False)[0]
+    panels = [
+        (axis, b, [row for row in rows if row.batch_size == b])
+        for axis, b in zip(axes, batch_sizes, strict=True)
+    ]
+    return figure, panels
 
 
 def _running_mean(values: np.ndarray) -> tuple[np.ndarray, int]:

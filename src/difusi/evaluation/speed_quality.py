@@ -158,10 +158,9 @@ def plot_speed_quality(results: Sequence[SpeedQuality], path) -> None:
     """chrF++ against tokens/s, one panel per batch size; the AR twin as a star."""
     from difusi.evaluation.plots import batch_panels, save_figure
 
-    batch_sizes = sorted({row.batch_size for row in results})
-    figure, axes = batch_panels(batch_sizes, 6, 4.5)
-    for axis, batch_size in zip(axes, batch_sizes, strict=True):
-        for row in (r for r in results if r.batch_size == batch_size):
+    figure, panels = batch_panels(results, 6, 4.5)
+    for axis, batch_size, rows in panels:
+        for row in rows:
             ar = row.sampler == AR
             axis.scatter(row.tokens_per_s, row.chrf_pp, marker="*" if ar else "o", s=160 if ar else 40)
             axis.annotate(
