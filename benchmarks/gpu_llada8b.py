@@ -1,18 +1,19 @@
 """The GPU path end to end on the LLaDA-8B architecture with random weights (nothing is downloaded).
 
-    python benchmarks/gpu_llada8b.py --out /tmp/gpu                 # LLaDA-8B on CUDA (about 8 minutes on an H200)
+    python benchmarks/gpu_llada8b.py --out /tmp/gpu                 # LLaDA-8B on CUDA (6 minutes on an H200)
     python benchmarks/gpu_llada8b.py --out /tmp/gpu --preset tiny   # the same stages on a tiny model: a CPU dry run
 
 Stages (`--stages`, default all, run in this order; each appends to OUT/results.json):
   build     a random bf16 checkpoint in the official layout (config.json without a dtype, sharded
             safetensors, a stand-in tokenizer with LLaDA's special ids, generation_config.json) and
-            Cendol-shaped train/test parquet whose training rows are exactly --seq-len tokens
+            Cendol-shaped train/test parquet whose training rows are exactly the run's sequence length
   parity    a small random model's logits: bf16 on the device against fp32 on the CPU, with and
             without left padding (max absolute difference)
   train     `difusi train --config configs/llada8b-{lora,loraplus,pissa}.yaml` for a few steps at batch 4:
             tokens/s (median over steps after the first two), step time, peak memory, adapter set-up time;
-            LoRA with gradient checkpointing on and off
-  profile   torch.profiler over LoRA training steps of the same model: the operations that take the time
+            LoRA with gradient checkpointing on and off (`--train-runs` picks runs, batch-8 ones included)
+  profile   torch.profiler over LoRA training steps of the same model, and over one dual-cache sampler
+            block at batch 1 (CPU against GPU time): the operations that take the time
   sample    exact sampler (== the reference algorithm's tokens), dual cache, dual cache + threshold 0.9 at
             256 tokens, block 32, batch 1 and 8: tokens/s and tokens committed per step
   evaluate  `difusi evaluate` of the LoRA adapter on a few test rows
