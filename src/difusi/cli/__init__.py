@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from difusi import __version__
-from difusi.errors import DifusiError
+from difusi.errors import DifusiError, first_line
 
 # Explicit list: one module of difusi.cli per subcommand, in the order the pipeline runs.
 COMMANDS = [
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (DifusiError, FileNotFoundError, ValueError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = first_line(error)
         print(f"difusi {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

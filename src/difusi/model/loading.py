@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from difusi.errors import DifusiError
+from difusi.errors import DifusiError, first_line
 from difusi.io import read_json
 from difusi.model.configuration_llada import LLaDAConfig
 from difusi.model.modeling_llada import LLaDAModelLM
@@ -60,12 +60,6 @@ def load_model(
     return model.to(device).eval(), tokenizer
 
 
-def first_line(error: BaseException) -> str:
-    """An exception's first message line, or its class name when it has no message."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 # What a checkpoint folder needs: config, weights, tokenizer (all JSON) and the remote-code files
 # that config.json's auto_map names, so a merged copy stays loadable with trust_remote_code too.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.py"]
@@ -100,7 +94,9 @@ def check_checkpoint_dir(path: Path) -> None:
         raise FileNotFoundError(f"no config.json in {path}; point at a LLaDA checkpoint directory")
     model_type = read_json(config_file).get("model_type")
     if model_type != LLaDAConfig.model_type:
-        raise ValueError(f"{config_file} has model_type {model_type!r}; expected 'llada': pass a LLaDA checkpoint")
+        raise ValueError(
+            f"{config_file} has model_type {model_type!r}; expected 'llada': pass a LLaDA checkpoint"
+        )
     index_file = path / "model.safetensors.index.json"
     if index_file.is_file():
         shards = sorted(set(read_json(index_file)["weight_map"].values()))

@@ -16,7 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from difusi.corpus import indonesian_sentences
-from difusi.errors import DifusiError
+from difusi.errors import DifusiError, first_line
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
@@ -107,8 +107,9 @@ def load_tokenizer(path_or_hub_id: str | Path) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(str(path_or_hub_id))
     except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DifusiError(f"could not load a tokenizer from {path_or_hub_id!r}: {reason}") from error
+        raise DifusiError(
+            f"could not load a tokenizer from {path_or_hub_id!r}: {first_line(error)}"
+        ) from error
 
 
 def token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:

@@ -10,9 +10,9 @@ import torch
 from peft import PeftModel
 from transformers import GenerationConfig
 
-from difusi.errors import DifusiError
+from difusi.errors import DifusiError, first_line
 from difusi.io import atomic_directory, read_json, write_json
-from difusi.model.loading import first_line, load_model, resolve_checkpoint_dir
+from difusi.model.loading import load_model, resolve_checkpoint_dir
 from difusi.model.tokenizer import load_tokenizer
 
 
