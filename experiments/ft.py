@@ -6,7 +6,7 @@ Data: task_rows(train_rows + 6 * test_per_subset, seed) split at random: test_pe
 import argparse, json, time, os
 from pathlib import Path
 import numpy as np, pyarrow as pa, pyarrow.parquet as pq, torch
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 from difusi.data.tasks import task_rows, SUBSETS
 from difusi.tuning.config import TrainConfig
 from difusi.tuning.train import train

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
 import pytest
 from rich.console import Console
 
-from difusi.demo import METHODS, DemoConfig, run_demo
+from difusi.demo import METHODS, DemoConfig, run_demo, run_speed_quality
 from difusi.errors import DifusiError
 from difusi.evaluation.report import REPORTED_METRICS
 
 TINY_DEMO = DemoConfig(
-    preset="tiny", pretrain_steps=4, pretrain_batch_size=4, pretrain_seq_len=32, cendol_rows=3000, clusters=3,
-    per_cluster=4, test_size=6, train_steps=2, train_batch_size=4, max_length=64, gen_length=8, block_length=8,
-    eval_mc_num=2,
+    preset="tiny", pretrain_steps=4, pretrain_batch_size=4, pretrain_seq_len=32, general_tasks=20, task_rows=300,
+    clusters=3, per_cluster=4, test_size=6, train_steps=2, train_batch_size=4, max_length=160, gen_length=8,
+    block_length=8, eval_mc_num=2, general_rows=5, sweep_gen_length=32,
 )  # fmt: skip
+RUNS = [f"{method}-seed42" for method in METHODS]
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +33,19 @@ def test_every_artefact_is_written(demo_dir):
     out, printed = demo_dir
     assert (out / "base" / "model" / "model.safetensors").is_file()
     assert len(list((out / "cendol" / "data").glob("train-*.parquet"))) == 4
+    assert len((out / "general-held-out.txt").read_text().splitlines()) == 5
     for name in ("train.parquet", "test.parquet", "data_card.json", "data_card.md"):
         assert (out / "data" / name).is_file(), name
-    for method in METHODS:
-        run = out / "runs" / method
-        assert (run / "adapter" / "adapter_config.json").is_file()
+    assert (out / "runs" / "full-seed42" / "model" / "model.safetensors").is_file()
+    for name in RUNS[1:]:
+        assert (out / "runs" / name / "adapter" / "adapter_config.json").is_file()
+    for name in RUNS:
+        run = out / "runs" / name
         assert (run / "metrics.jsonl").read_text().strip() and (run / "run_info.json").is_file()
-    for label in ("base", *METHODS):
-        assert (out / "runs" / label / "eval" / "metrics.json").is_file()
-        assert len((out / "runs" / label / "eval" / "generations.jsonl").read_text().splitlines()) == 6
+    for name in ("base", *RUNS):
+        eval_dir = out / "runs" / name / "eval"
+        assert len((eval_dir / "generations.jsonl").read_text().splitlines()) == 6
+        assert len((eval_dir / "general.jsonl").read_text().splitlines()) == 5  # the forgetting measure
     report = out / "report"
     assert {p.name for p in report.glob("*.png")} >= {"metrics.png", "loss_vs_step.png", "loss_vs_time.png"}
     assert f"Report: {report / 'report.md'}" in printed.replace("\n", "")
@@ -48,8 +54,9 @@ def test_every_artefact_is_written(demo_dir):
 def test_report_numbers_come_from_the_metric_files(demo_dir):
     out, printed = demo_dir
     report = (out / "report" / "report.md").read_text()
-    for label in ("base", *METHODS):
-        overall = json.loads((out / "runs" / label / "eval" / "metrics.json").read_text())["overall"]
+    assert "## Verdict" in report and "General-text NELBO/token" in report
+    for label, name in zip(("base", *METHODS), ("base", *RUNS), strict=True):
+        overall = json.loads((out / "runs" / name / "eval" / "metrics.json").read_text())["overall"]
         row = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         expected = [f"{overall[m.key]:.{m.digits}f}" for m in REPORTED_METRICS]
@@ -61,6 +68,32 @@ def test_rerun_reuses_every_stage_and_other_settings_are_refused(demo_dir):
     out, _ = demo_dir
     console = Console(file=io.StringIO(), width=200)
     run_demo(out, TINY_DEMO, console)
-    assert console.file.getvalue().count("done earlier, reused") == 11
+    assert console.file.getvalue().count("done earlier, reused") == 14
     with pytest.raises(DifusiError, match="holds a demo run with other settings"):
         run_demo(out, DemoConfig(preset="tiny"), console)
+
+
+def test_more_seeds_add_runs_and_the_report_covers_them(demo_dir):
+    out, _ = demo_dir
+    console = Console(file=io.StringIO(), width=200)
+    run_demo(out, dataclasses.replace(TINY_DEMO, seeds=2), console)
+    printed = console.file.getvalue()
+    assert printed.count("done earlier, reused") == 13  # seed 42's stages but the report, rewritten
+    for method in METHODS:
+        assert (out / "runs" / f"{method}-seed43" / "eval" / "metrics.json").is_file()
+    report = (out / "report" / "report.md").read_text()
+    assert report.count("2 (seeds 42, 43)") == len(METHODS)
+
+
+def test_the_ar_twin_sees_the_same_rows_and_steps(demo_dir):
+    out, _ = demo_dir
+    config = dataclasses.replace(TINY_DEMO, seeds=2)
+    run_speed_quality(out, config, Console(file=io.StringIO(), width=200), limit=3, batch_sizes=(1, 2))
+    pairs = [(out / "base", out / "ar-base"), (out / "runs" / "full-seed42", out / "runs" / "ar-full-seed42")]
+    for diffusion, ar in pairs:
+        a, b = (json.loads((d / "run_info.json").read_text()) for d in (diffusion, ar))
+        assert b["objective"] == "ar" and a["objective"] == "diffusion"
+        for key in ("steps", "tokens_seen", "sequences", "train_rows"):
+            assert a.get(key) == b.get(key), key
+    table = (out / "speed-quality" / "speed_quality.md").read_text()
+    assert "| AR twin, KV cache |" in table and "| dual cache + threshold 0.9 |" in table

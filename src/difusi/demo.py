@@ -1,11 +1,15 @@
-"""The offline end-to-end demo: the seed's whole pipeline, CPU-sized, with nothing downloaded.
+"""The offline end-to-end demo: a small-scale replica of the seed's experiment on a 2-core CPU.
 
-offline Indonesian corpus -> project tokenizer -> `small` base pretrained with the diffusion loss
--> generated Cendol data -> prepare (TF-IDF embedder, demo-sized counts) -> LoRA, LoRA+, PiSSA
--> evaluation of the base and each method -> comparison report.
+offline Indonesian corpus -> project tokenizer -> `demo` base pretrained with the diffusion loss on
+plain text and general instruction tasks -> learnable Cendol-shaped tasks (difusi.data.tasks) ->
+prepare (TF-IDF embedder, demo-sized counts) -> full fine-tuning, LoRA, LoRA+ and PiSSA at equal
+steps and tokens -> evaluation of the base and each run (test set, held-out general text) ->
+comparison report with paired tests. `run_speed_quality` adds the AR twin and the sampler sweep.
 
-Every stage writes its own directory under OUT and is skipped when that output already exists, so
-a rerun (or a run after an interruption) only does what is missing.
+It is a replica in miniature (a 1.4M-parameter LLaDA, not LLaDA-8B), so its numbers show the
+pipeline learning and compare methods at this scale only. Every stage writes its own directory
+under OUT and is skipped when that output already exists, so a rerun (or a run after an
+interruption) only does what is missing; the base is pretrained once and reused.
 """
 
 from __future__ import annotations
@@ -20,38 +24,43 @@ from pathlib import Path
 from rich.console import Console
 
 from difusi.errors import DifusiError
-from difusi.io import write_json
+from difusi.io import write_json, write_text
 
-METHODS = ("lora", "loraplus", "pissa")
+METHODS = ("full", "lora", "loraplus", "pissa")
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     """Sizes of every demo stage (the defaults are the full demo; see QUICK_DEMO)."""
 
-    preset: str = "small"
-    pretrain_steps: int = 320
-    pretrain_batch_size: int = 16
-    pretrain_seq_len: int = 96
-    cendol_rows: int = 40_000
-    strat_fraction: float = 0.03
+    preset: str = "demo"
+    pretrain_steps: int = 2000
+    pretrain_batch_size: int = 32
+    pretrain_seq_len: int = 64
+    pretrain_learning_rate: float = 1e-3
+    general_tasks: int = 40_000  # instruction examples in the base's pretraining mix
+    task_rows: int = 6_000  # Cendol-shaped task rows written before `prepare`
+    strat_fraction: float = 0.9
     clusters: int = 10
-    per_cluster: int = 40
-    test_fraction: float = 0.0002
-    test_size: int = 40
-    train_steps: int = 60
-    train_batch_size: int = 8
-    max_length: int = 128
-    learning_rate: float = 5e-3
+    per_cluster: int = 300
+    test_fraction: float = 0.2
+    test_size: int = 120
+    train_steps: int = 500
+    train_batch_size: int = 16
+    max_length: int = 160
+    learning_rate: float = 3e-3  # the same for every method: equal steps, tokens and learning rate
     gen_length: int = 32
     block_length: int = 32
-    eval_mc_num: int = 8
+    eval_mc_num: int = 4
+    general_rows: int = 200  # held-out general sentences scored before and after (forgetting)
     seed: int = 42
+    seeds: int = 1  # fine-tuning runs per method (seeds seed, seed + 1, ...)
+    sweep_gen_length: int = 256  # answer area of the speed-quality sweep (`run_speed_quality`)
 
 
 QUICK_DEMO = DemoConfig(
-    pretrain_steps=50, cendol_rows=20_000, per_cluster=20, test_size=20, train_steps=20, gen_length=16,
-    block_length=16, eval_mc_num=4,
+    pretrain_steps=400, general_tasks=8_000, task_rows=3_000, per_cluster=120, test_size=60, train_steps=120,
+    general_rows=60,
 )  # fmt: skip
 
 
@@ -62,10 +71,21 @@ class Stage:
     run: Callable[[], object]
 
 
+def run_dirs(out: Path, config: DemoConfig) -> list[Path]:
+    """The base's evaluation directory, then each method's run per seed."""
+    seeds = range(config.seed, config.seed + config.seeds)
+    return [out / "runs" / "base", *(out / "runs" / f"{m}-seed{s}" for m in METHODS for s in seeds)]
+
+
+def run_settings(config: DemoConfig) -> dict:
+    """Logging, checkpoint and precision settings every demo training run shares."""
+    return dict(logging_steps=max(1, config.train_steps // 50), save_steps=100_000, precision="auto")
+
+
 def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
     """The pipeline as an ordered list of stages, each writing under `out`."""
     from difusi.data.prepare import PrepareConfig, prepare
-    from difusi.data.synth import synth_cendol
+    from difusi.data.tasks import held_out_sentences, synth_tasks
     from difusi.diffusion.sampler import SamplerSettings
     from difusi.evaluation.evaluate import EvaluationConfig, evaluate
     from difusi.evaluation.report import load_groups, write_report
@@ -75,8 +95,8 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
 
     base = out / "base" / "model"
     data = out / "data"
-    runs = out / "runs"
-    settings = dict(seed=config.seed, logging_steps=1, save_steps=10_000, precision="auto")
+    general_text = out / "general-held-out.txt"
+    settings = run_settings(config)
     evaluation = EvaluationConfig(
         sampler=SamplerSettings(
             steps=config.gen_length, gen_length=config.gen_length, block_length=config.block_length
@@ -84,11 +104,14 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
         batch_size=16,
         mc_num=config.eval_mc_num,
         max_length=config.max_length + config.gen_length,
+        general_text=str(general_text),
         seed=config.seed,
     )
     pretraining = PretrainConfig(
         out=str(out / "base"), preset=config.preset, max_steps=config.pretrain_steps,
-        batch_size=config.pretrain_batch_size, seq_len=config.pretrain_seq_len, **settings,
+        batch_size=config.pretrain_batch_size, seq_len=config.pretrain_seq_len,
+        learning_rate=config.pretrain_learning_rate, general_tasks=config.general_tasks,
+        held_out=len(held_out_sentences()), seed=config.seed, **settings,
     )  # fmt: skip
     preparation = PrepareConfig(
         embedder="tfidf", clusters=config.clusters, per_cluster=config.per_cluster,
@@ -96,43 +119,74 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
         seed=config.seed,
     )  # fmt: skip
 
-    def training(method: str) -> TrainConfig:
-        return TrainConfig(
-            out=str(runs / method), base=str(base), data=str(data), method=method, max_steps=config.train_steps,
+    def fine_tune(run: Path, method: str, seed: int) -> Stage:
+        trained = run / ("model" if method == "full" else "adapter")
+        training = TrainConfig(
+            out=str(run), base=str(base), data=str(data), method=method, max_steps=config.train_steps,
             batch_size=config.train_batch_size, grad_accumulation=1, max_length=config.max_length,
-            learning_rate=config.learning_rate, eval_steps=max(config.train_steps // 4, 1),
-            eval_mc_num=config.eval_mc_num, eval_rows=config.test_size, **settings,
+            learning_rate=config.learning_rate, loss_normalization="token", warmup_ratio=0.05,
+            eval_steps=0, eval_mc_num=config.eval_mc_num, eval_rows=config.test_size, seed=seed, **settings,
+        )  # fmt: skip
+        return Stage(f"fine-tune with {method} (seed {seed})", trained, lambda: train(training))
+
+    def evaluating(run: Path) -> Stage:
+        label = run.name.split("-seed")[0]
+        model = run / "model" if label == "full" else base
+        adapter = run / "adapter" if label not in ("full", "base") else None
+        return Stage(
+            f"evaluate {run.name}",
+            run / "eval" / "metrics.json",
+            lambda: evaluate(
+                str(model), data / "test.parquet", run / "eval", str(adapter) if adapter else None,
+                label=label, config=evaluation, progress=False,
+            ),
         )  # fmt: skip
 
-    def evaluating(label: str, adapter: Path | None) -> Callable[[], object]:
-        return lambda: evaluate(
-            str(base), data / "test.parquet", runs / label / "eval", str(adapter) if adapter else None,
-            label=label, config=evaluation, progress=False,
-        )  # fmt: skip
-
-    run_dirs = [runs / "base", *(runs / method for method in METHODS)]
+    runs = run_dirs(out, config)
+    held_out = "\n".join(held_out_sentences()[: config.general_rows]) + "\n"
     return [
         Stage(f"pretrain the {config.preset} base", base, lambda: pretrain(pretraining)),
-        Stage("generate Cendol-shaped data", out / "cendol", lambda: synth_cendol(out / "cendol", config.cendol_rows, config.seed, shards=4)),
+        Stage("generate Cendol-shaped tasks", out / "cendol", lambda: synth_tasks(out / "cendol", config.task_rows, config.seed)),
         Stage("prepare train and test sets", data, lambda: prepare(out / "cendol", data, preparation)),
-        *(Stage(f"fine-tune with {m}", runs / m / "adapter", lambda m=m: train(training(m))) for m in METHODS),
-        Stage("evaluate the base", runs / "base" / "eval" / "metrics.json", evaluating("base", None)),
-        *(
-            Stage(f"evaluate {m}", runs / m / "eval" / "metrics.json", evaluating(m, runs / m / "adapter"))
-            for m in METHODS
-        ),
-        Stage("write the comparison report", out / "report" / "report.md", lambda: write_report(load_groups(run_dirs), out / "report")),
+        Stage("write held-out general text", general_text, lambda: write_text(general_text, held_out)),
+        *(fine_tune(run, run.name.split("-seed")[0], int(run.name.split("-seed")[1])) for run in runs[1:]),
+        *(evaluating(run) for run in runs),
+        Stage("write the comparison report", out / "report" / "report.md", lambda: write_report(load_groups(runs), out / "report")),
     ]  # fmt: skip
 
 
 def check_settings(out: Path, config: DemoConfig) -> None:
-    """Refuse to mix two demo configurations in one directory (stages would be reused wrongly)."""
+    """Refuse to mix two demo configurations in one directory (stages would be reused wrongly).
+
+    Only the number of seeds may grow: a rerun with more seeds adds runs beside the finished ones.
+    """
     stamp = out / "demo-settings.json"
     settings = dataclasses.asdict(config)
-    if stamp.is_file() and json.loads(stamp.read_text()) != settings:
-        raise DifusiError(f"{out} holds a demo run with other settings; pass another --out or delete {out}")
+    if stamp.is_file():
+        earlier = json.loads(stamp.read_text())
+        if {**earlier, "seeds": 0} != {**settings, "seeds": 0}:
+            raise DifusiError(
+                f"{out} holds a demo run with other settings; pass another --out or delete {out}"
+            )
+        if earlier.get("seeds") != config.seeds and (out / "report").exists():
+            import shutil
+
+            shutil.rmtree(out / "report")  # the report is rewritten over every seed's runs
     out.mkdir(parents=True, exist_ok=True)
     write_json(stamp, settings)
+
+
+def run_stages(stages: list[Stage], console: Console) -> None:
+    """Run each stage whose output is missing, printing its time."""
+    for number, stage in enumerate(stages, 1):
+        label = f"[{number}/{len(stages)}] {stage.name}"
+        if stage.output.exists():
+            console.print(f"{label}: done earlier, reused", style="dim")
+            continue
+        stage_started = time.perf_counter()
+        with console.status(label):
+            stage.run()
+        console.print(f"{label}: {time.perf_counter() - stage_started:.0f} s")
 
 
 def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), console: Console | None = None) -> Path:
@@ -143,18 +197,76 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), console: Consol
     out = Path(out)
     check_settings(out, config)
     started = time.perf_counter()
-    stages = demo_stages(out, config)
-    for number, stage in enumerate(stages, 1):
-        label = f"[{number}/{len(stages)}] {stage.name}"
-        if stage.output.exists():
-            console.print(f"{label}: done earlier, reused", style="dim")
-            continue
-        stage_started = time.perf_counter()
-        with console.status(label):
-            stage.run()
-        console.print(f"{label}: {time.perf_counter() - stage_started:.0f} s")
+    run_stages(demo_stages(out, config), console)
     report = out / "report" / "report.md"
     console.print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Report: {report}\n")
-    table = headline_table(load_groups([out / "runs" / name for name in ("base", *METHODS)]))
-    console.print(table, soft_wrap=True, markup=False)
+    console.print(headline_table(load_groups(run_dirs(out, config))), soft_wrap=True, markup=False)
     return report
+
+
+def speed_quality_stages(
+    out: Path, config: DemoConfig, limit: int, batch_sizes: tuple[int, ...]
+) -> list[Stage]:
+    """The AR twin (the base's architecture made causal; pretrained, then fully fine-tuned, on the
+    same data, steps and tokens as the diffusion runs) and the sampler sweep against it."""
+    from difusi.data.tasks import held_out_sentences
+    from difusi.evaluation.evaluate import load_test_rows
+    from difusi.evaluation.speed_quality import speed_quality, write_speed_quality
+    from difusi.model.loading import load_model
+    from difusi.tuning.config import PretrainConfig, TrainConfig
+    from difusi.tuning.pretrain import pretrain
+    from difusi.tuning.train import train
+
+    diffusion = out / "runs" / f"full-seed{config.seed}" / "model"
+    ar_base, ar_run = out / "ar-base", out / "runs" / f"ar-full-seed{config.seed}"
+    result = out / "speed-quality"
+    settings = run_settings(config) | dict(objective="ar", seed=config.seed)
+    pretraining = PretrainConfig(
+        out=str(ar_base), preset=config.preset, max_steps=config.pretrain_steps,
+        batch_size=config.pretrain_batch_size, seq_len=config.pretrain_seq_len,
+        learning_rate=config.pretrain_learning_rate, general_tasks=config.general_tasks,
+        held_out=len(held_out_sentences()), **settings,
+    )  # fmt: skip
+    training = TrainConfig(
+        out=str(ar_run), base=str(ar_base / "model"), data=str(out / "data"), method="full",
+        max_steps=config.train_steps, batch_size=config.train_batch_size, grad_accumulation=1,
+        max_length=config.max_length, learning_rate=config.learning_rate, loss_normalization="token",
+        warmup_ratio=0.05, eval_steps=0, eval_rows=config.test_size, **settings,
+    )  # fmt: skip
+
+    def sweep() -> None:
+        rows = load_test_rows(out / "data" / "test.parquet", limit)
+        model, tokenizer = load_model(diffusion, device="cpu")
+        ar_model = load_model(ar_run / "model", device="cpu")[0]
+        gen_length = config.sweep_gen_length
+        results = speed_quality(model, tokenizer, rows, ar_model, gen_length, config.block_length, batch_sizes)
+        header = (
+            f"Demo's fully fine-tuned diffusion model against its AR twin: {len(rows)} test rows, "
+            f"{gen_length} generated tokens, block {config.block_length}, CPU."
+        )
+        write_speed_quality(results, len(rows), result, header)
+
+    return [
+        Stage("pretrain the AR twin", ar_base / "model", lambda: pretrain(pretraining)),
+        Stage("fine-tune the AR twin (full)", ar_run / "model", lambda: train(training)),
+        Stage("sweep samplers against the AR twin", result / "speed_quality.md", sweep),
+    ]
+
+
+def run_speed_quality(
+    out: str | Path,
+    config: DemoConfig = DemoConfig(),
+    console: Console | None = None,
+    limit: int = 24,
+    batch_sizes: tuple[int, ...] = (1, 8),
+) -> Path:
+    """After `run_demo` in `out`: the AR twin and the speed-quality sweep; returns the table's path."""
+    console = console or Console()
+    out = Path(out)
+    if not (out / "runs" / f"full-seed{config.seed}" / "model").exists():
+        raise DifusiError(f"{out} holds no finished demo; run `difusi demo --out {out}` (same options) first")
+    check_settings(out, config)
+    run_stages(speed_quality_stages(out, config, limit, batch_sizes), console)
+    table = out / "speed-quality" / "speed_quality.md"
+    console.print(table.read_text(encoding="utf-8"), soft_wrap=True, markup=False)
+    return table

@@ -200,13 +200,7 @@ def run_sampling(args: argparse.Namespace) -> None:
 
 def run_speed_quality(args: argparse.Namespace) -> None:
     from difusi.evaluation.evaluate import load_test_rows
-    from difusi.evaluation.speed_quality import (
-        matching_quality,
-        plot_speed_quality,
-        speed_quality,
-        speed_quality_table,
-    )
-    from difusi.io import write_json, write_text
+    from difusi.evaluation.speed_quality import speed_quality, write_speed_quality
     from difusi.model.loading import load_model
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -218,13 +212,9 @@ def run_speed_quality(args: argparse.Namespace) -> None:
     results = speed_quality(
         model, tokenizer, rows, ar_model, args.gen_length, args.block_length, args.batch_sizes
     )
-    table, verdict = speed_quality_table(results), matching_quality(results)
-    print(f"{len(rows)} test rows, {args.gen_length} tokens, block {args.block_length}, {device}, "
-          f"threads {torch.get_num_threads()}\n\n{table}\n\n{verdict}")  # fmt: skip
-    out = Path(args.out)
-    write_json(
-        out / "speed_quality.json", {"rows": len(rows), "results": [dataclasses.asdict(r) for r in results]}
+    header = (
+        f"{len(rows)} test rows, {args.gen_length} tokens, block {args.block_length}, {device}, "
+        f"threads {torch.get_num_threads()}"
     )
-    write_text(out / "speed_quality.md", f"{table}\n\n{verdict}\n")
-    plot_speed_quality(results, out / "speed_quality.png")
-    print(f"written {out}/speed_quality.json, .md and .png")
+    print(write_speed_quality(results, len(rows), args.out, header))
+    print(f"written {args.out}/speed_quality.json, .md and .png")

@@ -173,3 +173,20 @@ def plot_speed_quality(results: Sequence[SpeedQuality], path) -> None:
         axis.set(title=f"batch {batch_size}", xlabel="tokens/s (log)", ylabel="chrF++", xscale="log")
         axis.grid(alpha=0.3)
     save_figure(figure, path)
+
+
+def write_speed_quality(results: Sequence[SpeedQuality], rows: int, out, header: str) -> str:
+    """Write OUT/speed_quality.json, .md (`header`, the table, the matching-quality sentences) and .png;
+    returns the markdown."""
+    from pathlib import Path
+
+    from difusi.io import write_json, write_text
+
+    out = Path(out)
+    text = f"{header}\n\n{speed_quality_table(results)}\n\n{matching_quality(results)}\n"
+    write_json(
+        out / "speed_quality.json", {"rows": rows, "results": [dataclasses.asdict(r) for r in results]}
+    )
+    write_text(out / "speed_quality.md", text)
+    plot_speed_quality(results, out / "speed_quality.png")
+    return text

@@ -148,6 +148,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
 
     details = {
         "preset": config.preset,
+        "objective": config.objective,
         "corpus_texts": len(texts),
         "sequences": len(blocks),
         "general_tasks": config.general_tasks,

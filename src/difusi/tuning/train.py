@@ -198,7 +198,7 @@ class TrainingRun:
             self.checkpoint,
             self.out / ("model" if config.method == "full" else "adapter"),
             save,
-            {"method": config.method, "base": config.base},
+            {"method": config.method, "objective": config.objective, "base": config.base},
             {
                 "train_rows": self.train_data.rows,
                 "truncated_rows": self.train_data.truncated,
