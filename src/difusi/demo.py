@@ -239,7 +239,9 @@ def speed_quality_stages(
         model, tokenizer = load_model(diffusion, device="cpu")
         ar_model = load_model(ar_run / "model", device="cpu")[0]
         gen_length = config.sweep_gen_length
-        results = speed_quality(model, tokenizer, rows, ar_model, gen_length, config.block_length, batch_sizes)
+        results = speed_quality(
+            model, tokenizer, rows, ar_model, gen_length, config.block_length, batch_sizes
+        )
         header = (
             f"Demo's fully fine-tuned diffusion model against its AR twin: {len(rows)} test rows, "
             f"{gen_length} generated tokens, block {config.block_length}, CPU."

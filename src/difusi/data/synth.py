@@ -153,8 +153,21 @@ _IDENTITY_ANSWER = (
 )
 # What `realistic=True` mixes into the sentences, as Wikipedia text has them.
 _NAMES = (
-    "José Rizal", "São Paulo", "Müller", "Việt Nam", "Łódź", "Zürich", "Curaçao", "Ngũgĩ wa Thiong’o",
-    "Ελλάδα", "Москва", "東京", "أحمد دحلان", "Bahasa Bali: ᬩᬲᬩᬮᬶ", "Nguyễn Trãi", "Ṣaḥīḥ",
+    "José Rizal",
+    "São Paulo",
+    "Müller",
+    "Việt Nam",
+    "Łódź",
+    "Zürich",
+    "Curaçao",
+    "Ngũgĩ wa Thiong’o",
+    "Ελλάδα",
+    "Москва",
+    "東京",
+    "أحمد دحلان",
+    "Bahasa Bali: ᬩᬲᬩᬮᬶ",
+    "Nguyễn Trãi",
+    "Ṣaḥīḥ",
 )
 _EMOJI = ("🙂", "👍🏽", "👨‍👩‍👧", "🇮🇩", "❤️", "🎉")
 # Characters NFKC rewrites (superscripts, ligatures, fractions, full-width, decomposed accents).
