@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from difusi.demo import METHODS, DemoConfig, run_demo, run_speed_quality
+from difusi.demo import METHODS, DemoConfig, pretraining_config, run_demo, run_speed_quality, training_config
 from difusi.errors import DifusiError
 from difusi.evaluation.report import REPORTED_METRICS
+from difusi.tuning.config import PretrainConfig, TrainConfig
 
 TINY_DEMO = DemoConfig(
     preset="tiny", pretrain_steps=4, pretrain_batch_size=4, pretrain_seq_len=32, general_tasks=20, task_rows=300,
@@ -97,3 +99,16 @@ def test_the_ar_twin_sees_the_same_rows_and_steps(demo_dir):
             assert a.get(key) == b.get(key), key
     table = (out / "speed-quality" / "speed_quality.md").read_text()
     assert "| AR twin, KV cache |" in table and "| dual cache + threshold 0.9 |" in table
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_recipe_files_are_the_demo_settings(method):
+    configs, out = Path(__file__).parents[1] / "configs", Path("runs/demo")
+    pretraining = pretraining_config(DemoConfig(), out / "base")
+    assert PretrainConfig.from_yaml(configs / "demo-pretrain.yaml") == dataclasses.replace(
+        pretraining, out=""
+    )
+    training = training_config(
+        DemoConfig(), out / method, out / "base" / "model", Path("data/demo"), method, 42
+    )
+    assert TrainConfig.from_yaml(configs / f"demo-{method}.yaml") == dataclasses.replace(training, out="")

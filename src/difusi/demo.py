@@ -77,9 +77,39 @@ def run_dirs(out: Path, config: DemoConfig) -> list[Path]:
     return [out / "runs" / "base", *(out / "runs" / f"{m}-seed{s}" for m in METHODS for s in seeds)]
 
 
-def run_settings(config: DemoConfig) -> dict:
-    """Logging, checkpoint and precision settings every demo training run shares."""
-    return dict(logging_steps=max(1, config.train_steps // 50), save_steps=100_000, precision="auto")
+def pretraining_config(config: DemoConfig, out: Path, objective: str = "diffusion"):
+    """The base's PretrainConfig (configs/demo-pretrain.yaml); `objective="ar"` gives the AR twin's."""
+    from difusi.data.tasks import HELD_OUT_SENTENCES
+    from difusi.tuning.config import PretrainConfig
+
+    return PretrainConfig(
+        out=str(out), preset=config.preset, max_steps=config.pretrain_steps, batch_size=config.pretrain_batch_size,
+        seq_len=config.pretrain_seq_len, learning_rate=config.pretrain_learning_rate,
+        general_tasks=config.general_tasks, held_out=HELD_OUT_SENTENCES, objective=objective, seed=config.seed,
+        logging_steps=max(1, config.pretrain_steps // 200), save_steps=100_000,
+    )  # fmt: skip
+
+
+def training_config(
+    config: DemoConfig,
+    out: Path,
+    base: Path,
+    data: Path,
+    method: str,
+    seed: int,
+    objective: str = "diffusion",
+):
+    """One fine-tuning run's TrainConfig (configs/demo-METHOD.yaml): every method gets the same steps,
+    batches, learning rate and, for the adapters, the same rank and targets."""
+    from difusi.tuning.config import TrainConfig
+
+    return TrainConfig(
+        out=str(out), base=str(base), data=str(data), method=method, objective=objective,
+        max_steps=config.train_steps, batch_size=config.train_batch_size, grad_accumulation=1,
+        max_length=config.max_length, learning_rate=config.learning_rate, loss_normalization="token",
+        warmup_ratio=0.05, eval_steps=0, eval_mc_num=config.eval_mc_num, eval_rows=config.test_size, seed=seed,
+        logging_steps=max(1, config.train_steps // 50), save_steps=100_000,
+    )  # fmt: skip
 
 
 def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
@@ -89,14 +119,12 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
     from difusi.diffusion.sampler import SamplerSettings
     from difusi.evaluation.evaluate import EvaluationConfig, evaluate
     from difusi.evaluation.report import load_groups, write_report
-    from difusi.tuning.config import PretrainConfig, TrainConfig
     from difusi.tuning.pretrain import pretrain
     from difusi.tuning.train import train
 
     base = out / "base" / "model"
     data = out / "data"
     general_text = out / "general-held-out.txt"
-    settings = run_settings(config)
     evaluation = EvaluationConfig(
         sampler=SamplerSettings(
             steps=config.gen_length, gen_length=config.gen_length, block_length=config.block_length
@@ -107,12 +135,7 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
         general_text=str(general_text),
         seed=config.seed,
     )
-    pretraining = PretrainConfig(
-        out=str(out / "base"), preset=config.preset, max_steps=config.pretrain_steps,
-        batch_size=config.pretrain_batch_size, seq_len=config.pretrain_seq_len,
-        learning_rate=config.pretrain_learning_rate, general_tasks=config.general_tasks,
-        held_out=len(held_out_sentences()), seed=config.seed, **settings,
-    )  # fmt: skip
+    pretraining = pretraining_config(config, out / "base")
     preparation = PrepareConfig(
         embedder="tfidf", clusters=config.clusters, per_cluster=config.per_cluster,
         strat_fraction=config.strat_fraction, test_fraction=config.test_fraction, test_size=config.test_size,
@@ -121,12 +144,7 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
 
     def fine_tune(run: Path, method: str, seed: int) -> Stage:
         trained = run / ("model" if method == "full" else "adapter")
-        training = TrainConfig(
-            out=str(run), base=str(base), data=str(data), method=method, max_steps=config.train_steps,
-            batch_size=config.train_batch_size, grad_accumulation=1, max_length=config.max_length,
-            learning_rate=config.learning_rate, loss_normalization="token", warmup_ratio=0.05,
-            eval_steps=0, eval_mc_num=config.eval_mc_num, eval_rows=config.test_size, seed=seed, **settings,
-        )  # fmt: skip
+        training = training_config(config, run, base, data, method, seed)
         return Stage(f"fine-tune with {method} (seed {seed})", trained, lambda: train(training))
 
     def evaluating(run: Path) -> Stage:
@@ -209,30 +227,19 @@ def speed_quality_stages(
 ) -> list[Stage]:
     """The AR twin (the base's architecture made causal; pretrained, then fully fine-tuned, on the
     same data, steps and tokens as the diffusion runs) and the sampler sweep against it."""
-    from difusi.data.tasks import held_out_sentences
     from difusi.evaluation.evaluate import load_test_rows
     from difusi.evaluation.speed_quality import speed_quality, write_speed_quality
     from difusi.model.loading import load_model
-    from difusi.tuning.config import PretrainConfig, TrainConfig
     from difusi.tuning.pretrain import pretrain
     from difusi.tuning.train import train
 
     diffusion = out / "runs" / f"full-seed{config.seed}" / "model"
     ar_base, ar_run = out / "ar-base", out / "runs" / f"ar-full-seed{config.seed}"
     result = out / "speed-quality"
-    settings = run_settings(config) | dict(objective="ar", seed=config.seed)
-    pretraining = PretrainConfig(
-        out=str(ar_base), preset=config.preset, max_steps=config.pretrain_steps,
-        batch_size=config.pretrain_batch_size, seq_len=config.pretrain_seq_len,
-        learning_rate=config.pretrain_learning_rate, general_tasks=config.general_tasks,
-        held_out=len(held_out_sentences()), **settings,
-    )  # fmt: skip
-    training = TrainConfig(
-        out=str(ar_run), base=str(ar_base / "model"), data=str(out / "data"), method="full",
-        max_steps=config.train_steps, batch_size=config.train_batch_size, grad_accumulation=1,
-        max_length=config.max_length, learning_rate=config.learning_rate, loss_normalization="token",
-        warmup_ratio=0.05, eval_steps=0, eval_rows=config.test_size, **settings,
-    )  # fmt: skip
+    pretraining = pretraining_config(config, ar_base, objective="ar")
+    training = training_config(
+        config, ar_run, ar_base / "model", out / "data", "full", config.seed, objective="ar"
+    )
 
     def sweep() -> None:
         rows = load_test_rows(out / "data" / "test.parquet", limit)

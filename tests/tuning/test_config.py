@@ -67,4 +67,4 @@ def test_shipped_recipes_load():
         "llada8b-pissa": "pissa",
     }
     assert all(r.base == "GSAI-ML/LLaDA-8B-Instruct" and r.max_length == 512 for r in recipes.values())
-    assert PretrainConfig.from_yaml(configs / "demo-pretrain.yaml").preset == "small"
+    assert PretrainConfig.from_yaml(configs / "demo-pretrain.yaml").preset == "demo"
