@@ -13,9 +13,12 @@ ex = [build_sft_example(tok, r["input"], r["output"], 160) for r in t]
 for n, p in model.named_parameters():
     emb = "wte" in n or n.endswith("transformer.ff_out.weight")
     p.requires_grad = mode == "full" or (mode == "blocks" and not emb) or (mode == "embed" and emb)
-if mode == "lora":
+if mode.startswith("lora"):
     from peft import LoraConfig, get_peft_model
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", lora_dropout=0.0))
+    names = ["q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"]
+    targets = {"lora": "all-linear", "lora_head": names, "lora_emb": names + ["wte"]}[mode]
+    rank = int(os.environ.get("RANK", "16"))
+    model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets, lora_dropout=0.0))
 params = [p for p in model.parameters() if p.requires_grad]
 print(mode, "trainable", sum(p.numel() for p in params))
 opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
