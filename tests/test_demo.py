@@ -36,6 +36,7 @@ def test_every_artefact_is_written(demo_dir):
     assert (out / "base" / "model" / "model.safetensors").is_file()
     assert len(list((out / "cendol" / "data").glob("train-*.parquet"))) == 4
     assert len((out / "general-held-out.txt").read_text().splitlines()) == 5
+    assert "Departures from the seed's split (this demo only)" in (out / "data" / "data_card.md").read_text()
     for name in ("train.parquet", "test.parquet", "data_card.json", "data_card.md"):
         assert (out / "data" / name).is_file(), name
     assert (out / "runs" / "full-seed42" / "model" / "model.safetensors").is_file()
