@@ -294,7 +294,7 @@ def run_speed_quality(
     out: str | Path,
     config: DemoConfig = DemoConfig(),
     console: Console | None = None,
-    limit: int = 24,
+    limit: int = 16,
     batch_sizes: tuple[int, ...] = (1, 8),
 ) -> Path:
     """After `run_demo` in `out`: the AR twin and the speed-quality sweep; returns the table's path."""
