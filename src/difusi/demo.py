@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,10 +76,15 @@ class Stage:
     run: Callable[[], object]
 
 
-def run_dirs(out: Path, config: DemoConfig) -> list[Path]:
-    """The base's evaluation directory, then each method's run per seed."""
+def fine_tuning_runs(out: Path, config: DemoConfig) -> list[tuple[str, int, Path]]:
+    """(method, seed, run directory) of every fine-tuning run, seeds seed, seed + 1, ..."""
     seeds = range(config.seed, config.seed + config.seeds)
-    return [out / "runs" / "base", *(out / "runs" / f"{m}-seed{s}" for m in METHODS for s in seeds)]
+    return [(method, seed, out / "runs" / f"{method}-seed{seed}") for method in METHODS for seed in seeds]
+
+
+def run_dirs(out: Path, config: DemoConfig) -> list[Path]:
+    """The base's evaluation directory, then each fine-tuning run's."""
+    return [out / "runs" / "base", *(run for _, _, run in fine_tuning_runs(out, config))]
 
 
 def pretraining_config(config: DemoConfig, out: Path, objective: str = "diffusion"):
@@ -111,7 +117,8 @@ def training_config(
         out=str(out), base=str(base), data=str(data), method=method, objective=objective,
         max_steps=config.train_steps, batch_size=config.train_batch_size, grad_accumulation=1,
         max_length=config.max_length, learning_rate=config.learning_rate, loss_normalization="token",
-        target_modules=list(ADAPTER_TARGETS), dropout=0.0, warmup_ratio=0.05, eval_steps=0, eval_mc_num=config.eval_mc_num, eval_rows=config.test_size, seed=seed,
+        target_modules=list(ADAPTER_TARGETS), dropout=0.0, warmup_ratio=0.05, eval_steps=0,
+        eval_mc_num=config.eval_mc_num, eval_rows=config.test_size, seed=seed,
         logging_steps=max(1, config.train_steps // 50), save_steps=100_000,
     )  # fmt: skip
 
@@ -151,8 +158,7 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
         training = training_config(config, run, base, data, method, seed)
         return Stage(f"fine-tune with {method} (seed {seed})", trained, lambda: train(training))
 
-    def evaluating(run: Path) -> Stage:
-        label = run.name.split("-seed")[0]
+    def evaluating(label: str, run: Path) -> Stage:
         model = run / "model" if label == "full" else base
         adapter = run / "adapter" if label not in ("full", "base") else None
         return Stage(
@@ -164,16 +170,17 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
             ),
         )  # fmt: skip
 
-    runs = run_dirs(out, config)
+    runs = fine_tuning_runs(out, config)
     held_out = "\n".join(held_out_sentences()[: config.general_rows]) + "\n"
     return [
         Stage(f"pretrain the {config.preset} base", base, lambda: pretrain(pretraining)),
         Stage("generate Cendol-shaped tasks", out / "cendol", lambda: synth_tasks(out / "cendol", config.task_rows, config.seed)),
         Stage("prepare train and test sets", data, lambda: prepare_demo_data(out / "cendol", data, preparation)),
         Stage("write held-out general text", general_text, lambda: write_text(general_text, held_out)),
-        *(fine_tune(run, run.name.split("-seed")[0], int(run.name.split("-seed")[1])) for run in runs[1:]),
-        *(evaluating(run) for run in runs),
-        Stage("write the comparison report", out / "report" / "report.md", lambda: write_report(load_groups(runs), out / "report")),
+        *(fine_tune(run, method, seed) for method, seed, run in runs),
+        evaluating("base", out / "runs" / "base"),
+        *(evaluating(method, run) for method, _, run in runs),
+        Stage("write the comparison report", out / "report" / "report.md", lambda: write_report(load_groups(run_dirs(out, config)), out / "report")),
     ]  # fmt: skip
 
 
@@ -215,8 +222,6 @@ def check_settings(out: Path, config: DemoConfig) -> None:
                 f"{out} holds a demo run with other settings; pass another --out or delete {out}"
             )
         if earlier.get("seeds") != config.seeds and (out / "report").exists():
-            import shutil
-
             shutil.rmtree(out / "report")  # the report is rewritten over every seed's runs
     out.mkdir(parents=True, exist_ok=True)
     write_json(stamp, settings)
