@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from safetensors import safe_open
 
 from difusi.demo import METHODS, DemoConfig, pretraining_config, run_demo, run_speed_quality, training_config
 from difusi.errors import DifusiError
@@ -42,6 +43,15 @@ def test_every_artefact_is_written(demo_dir):
     assert (out / "runs" / "full-seed42" / "model" / "model.safetensors").is_file()
     for name in RUNS[1:]:
         assert (out / "runs" / name / "adapter" / "adapter_config.json").is_file()
+    # Like for like: the three adapters train the same number of parameters, the head included.
+    trainable = {
+        json.loads((out / "runs" / name / "run_info.json").read_text())["trainable_params"]
+        for name in RUNS[1:]
+    }
+    assert len(trainable) == 1
+    with safe_open(out / "runs" / "lora-seed42" / "adapter" / "adapter_model.safetensors", "pt") as adapter:
+        names = list(adapter.keys())
+    assert "base_model.model.model.transformer.ff_out.lora_A.weight" in names  # the output head
     for name in RUNS:
         run = out / "runs" / name
         assert (run / "metrics.jsonl").read_text().strip() and (run / "run_info.json").is_file()
