@@ -39,7 +39,7 @@ class DemoConfig:
     """Sizes of every demo stage (the defaults are the full demo; see QUICK_DEMO)."""
 
     preset: str = "demo"
-    pretrain_steps: int = 1600
+    pretrain_steps: int = 2000
     pretrain_batch_size: int = 32
     pretrain_seq_len: int = 64
     pretrain_learning_rate: float = 1e-3
@@ -50,7 +50,7 @@ class DemoConfig:
     per_cluster: int = 300
     test_fraction: float = 0.2
     test_size: int = 120
-    train_steps: int = 700
+    train_steps: int = 500
     train_batch_size: int = 16
     max_length: int = 160
     learning_rate: float = 3e-3  # the same for every method: equal steps, tokens and learning rate

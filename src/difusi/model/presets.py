@@ -49,7 +49,7 @@ PRESETS: dict[str, ModelPreset] = {
     "small": ModelPreset(
         d_model=256, n_layers=6, n_heads=4, mlp_hidden_size=768, vocab_size=8192, max_sequence_length=1024
     ),
-    # The demo's base (see difusi.demo): small enough that a 2-core CPU pretrains it in about four
+    # The demo's base (see difusi.demo): small enough that a 2-core CPU pretrains it in about five
     # minutes, its 2,048-token vocabulary learnt from the corpus less its held-out last 2,000
     # sentences (difusi.data.tasks.HELD_OUT_SENTENCES), so held-out text stays unseen.
     "demo": ModelPreset(
