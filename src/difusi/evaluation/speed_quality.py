@@ -13,12 +13,14 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from difusi.diffusion.sampler import SamplerSettings
 from difusi.evaluation.metrics import CHRF_PP, EXACT_MATCH
 from difusi.generation import fit_prompt, generate_answers
+from difusi.io import write_json, write_text
 
 AR = "AR twin, KV cache"
 
@@ -175,13 +177,9 @@ def plot_speed_quality(results: Sequence[SpeedQuality], path) -> None:
     save_figure(figure, path)
 
 
-def write_speed_quality(results: Sequence[SpeedQuality], rows: int, out, header: str) -> str:
+def write_speed_quality(results: Sequence[SpeedQuality], rows: int, out: str | Path, header: str) -> str:
     """Write OUT/speed_quality.json, .md (`header`, the table, the matching-quality sentences) and .png;
     returns the markdown."""
-    from pathlib import Path
-
-    from difusi.io import write_json, write_text
-
     out = Path(out)
     text = f"{header}\n\n{speed_quality_table(results)}\n\n{matching_quality(results)}\n"
     write_json(
