@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 from safetensors import safe_open
 
+from difusi.cli import main as cli_main
 from difusi.demo import METHODS, DemoConfig, pretraining_config, run_demo, run_speed_quality, training_config
 from difusi.errors import DifusiError
 from difusi.evaluation.report import REPORTED_METRICS
@@ -123,3 +124,11 @@ def test_the_recipe_files_are_the_demo_settings(method):
         DemoConfig(), out / method, out / "base" / "model", Path("data/demo"), method, 42
     )
     assert TrainConfig.from_yaml(configs / f"demo-{method}.yaml") == dataclasses.replace(training, out="")
+
+
+def test_cli_refuses_bad_seeds_and_a_missing_demo(tmp_path, capsys):
+    assert cli_main(["demo", "--out", str(tmp_path / "d"), "--seeds", "0"]) == 2
+    assert "difusi demo: error: --seeds must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(DifusiError, match="holds no finished demo; run `difusi demo --out"):
+        run_speed_quality(tmp_path / "empty", TINY_DEMO, Console(file=io.StringIO()))
+    assert not (tmp_path / "d").exists() and not (tmp_path / "empty").exists()
