@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,20 @@ def test_rerun_reuses_every_stage_and_other_settings_are_refused(demo_dir):
     assert console.file.getvalue().count("done earlier, reused") == 14
     with pytest.raises(DifusiError, match="holds a demo run with other settings"):
         run_demo(out, DemoConfig(preset="tiny"), console)
+
+
+def test_a_stage_cut_short_starts_afresh_and_gives_the_same_run(demo_dir, tmp_path):
+    out = tmp_path / "demo"
+    shutil.copytree(demo_dir[0], out)
+    run = out / "runs" / "lora-seed42"
+    before = json.loads((run / "eval" / "metrics.json").read_text())["overall"]
+    for partial in ("adapter", "eval"):  # killed while saving: the run's logs are there, its adapter not
+        shutil.rmtree(run / partial)
+    (out / "report" / "report.md").unlink()
+    console = Console(file=io.StringIO(), width=200)
+    run_demo(out, TINY_DEMO, console)
+    assert console.file.getvalue().count("done earlier, reused") == 11
+    assert json.loads((run / "eval" / "metrics.json").read_text())["overall"] == before
 
 
 def test_more_seeds_add_runs_and_the_report_covers_them(demo_dir):

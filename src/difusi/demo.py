@@ -9,7 +9,8 @@ comparison report with paired tests. `run_speed_quality` adds the AR twin and th
 It is a replica in miniature (a 1.4M-parameter LLaDA, not LLaDA-8B), so its numbers show the
 pipeline learning and compare methods at this scale only. Every stage writes its own directory
 under OUT and is skipped when that output already exists, so a rerun (or a run after an
-interruption) only does what is missing; the base is pretrained once and reused.
+interruption) only does what is missing; the base is pretrained once and reused. A training stage
+cut short starts afresh (the demo writes no mid-run checkpoints: each stage takes minutes).
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
     def fine_tune(run: Path, method: str, seed: int) -> Stage:
         trained = run / ("model" if method == "full" else "adapter")
         training = training_config(config, run, base, data, method, seed)
-        return Stage(f"fine-tune with {method} (seed {seed})", trained, lambda: train(training))
+        return Stage(f"fine-tune with {method} (seed {seed})", trained, lambda: train(afresh(training)))
 
     def evaluating(label: str, run: Path) -> Stage:
         model = run / "model" if label == "full" else base
@@ -173,7 +174,7 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
     runs = fine_tuning_runs(out, config)
     held_out = "\n".join(held_out_sentences()[: config.general_rows]) + "\n"
     return [
-        Stage(f"pretrain the {config.preset} base", base, lambda: pretrain(pretraining)),
+        Stage(f"pretrain the {config.preset} base", base, lambda: pretrain(afresh(pretraining))),
         Stage("generate Cendol-shaped tasks", out / "cendol", lambda: synth_tasks(out / "cendol", config.task_rows, config.seed)),
         Stage("prepare train and test sets", data, lambda: prepare_demo_data(out / "cendol", data, preparation)),
         Stage("write held-out general text", general_text, lambda: write_text(general_text, held_out)),
@@ -225,6 +226,12 @@ def check_settings(out: Path, config: DemoConfig) -> None:
             shutil.rmtree(out / "report")  # the report is rewritten over every seed's runs
     out.mkdir(parents=True, exist_ok=True)
     write_json(stamp, settings)
+
+
+def afresh(run_config):
+    """`run_config`, its output directory emptied first: what is there is a run cut short."""
+    shutil.rmtree(run_config.out, ignore_errors=True)
+    return run_config
 
 
 def run_stages(stages: list[Stage], console: Console) -> None:
