@@ -35,9 +35,10 @@ class RecordingModel(nn.Module):
         self.table = nn.Parameter(torch.randn(VOCAB, VOCAB, generator=torch.Generator().manual_seed(0)))
         self.inputs: list[torch.Tensor] = []
 
-    def forward(self, input_ids):
+    def forward(self, input_ids, logits_positions=None):
         self.inputs.append(input_ids.clone())
-        return SimpleNamespace(logits=self.table[input_ids])
+        logits = self.table[input_ids]
+        return SimpleNamespace(logits=logits if logits_positions is None else logits[logits_positions])
 
 
 def test_pretraining_loss_is_the_weighted_ce_over_batch_times_length():
@@ -106,3 +107,21 @@ def test_random_length_cut_shortens_the_batch():
     assert all(1 <= length <= 16 for length in lengths) and min(lengths) < 16
     pretraining_loss(model, ids, MASK_ID, generator, random_length_prob=0.0)
     assert model.inputs[-1].shape == (2, 16)
+
+
+def test_losses_on_a_real_model_equal_the_losses_from_its_full_logits(tiny_model):
+    # The losses ask the model for logits at the masked positions only; the value must not change.
+    model, mask_id = tiny_model, tiny_model.config.mask_token_id
+    ids = torch.randint(0, mask_id, (3, 12), generator=torch.Generator().manual_seed(2))
+    lengths = torch.tensor([4, 7, 2])
+    noisy, masked, p_mask = forward_process(ids, mask_id, torch.Generator().manual_seed(3))
+    full = model(noisy).logits
+    expected = pretraining_loss_from_logits(full, ids, masked, p_mask)
+    got = pretraining_loss(model, ids, mask_id, torch.Generator().manual_seed(3), random_length_prob=0.0)
+    torch.testing.assert_close(got, expected)
+    eligible = ~prompt_mask(lengths, 12)
+    noisy, masked, p_mask = forward_process(ids, mask_id, torch.Generator().manual_seed(3), eligible=eligible)
+    expected = sft_loss_from_logits(model(noisy).logits, ids, masked, p_mask, lengths)
+    torch.testing.assert_close(
+        sft_loss(model, ids, lengths, mask_id, torch.Generator().manual_seed(3)), expected
+    )

@@ -14,10 +14,12 @@ from difusi.evaluation.metrics import (
     EXACT_MATCH,
     MEAN_ANSWER_TOKENS,
     NELBO_PER_TOKEN,
+    ONE_CHAR_RATE,
     ROUGE_L,
     WordTokenizer,
     bootstrap_ci,
     exact_match,
+    is_one_character,
     normalize_answer,
     rouge_l,
     seed_mean_bootstrap_ci,
@@ -65,6 +67,11 @@ def test_exact_match_normalises_case_punctuation_and_spaces():
     assert EXACT_MATCH(rows) == 25.0
 
 
+def test_one_character_answers_ignore_whitespace_and_repeats():
+    assert is_one_character(".") and is_one_character(", , ,\n,") and is_one_character("1111")
+    assert not is_one_character("") and not is_one_character("  ") and not is_one_character("1.")
+
+
 def test_answer_length_empty_rate_and_nelbo_ratio():
     rows = [
         {"reference": "a", "generation": "", "answer_tokens": 0, "nelbo": 6.0, "reference_tokens": 3},
@@ -73,6 +80,7 @@ def test_answer_length_empty_rate_and_nelbo_ratio():
         {"reference": "a", "generation": "b", "answer_tokens": 8, "nelbo": 3.0, "reference_tokens": 2},
     ]
     assert EMPTY_RATE(rows) == 50.0
+    assert ONE_CHAR_RATE(rows) == 25.0  # "b"; "ada" has two characters, empty answers none
     assert MEAN_ANSWER_TOKENS(rows) == 3.0
     # Per reference token, not per row: (6 + 2 + 1 + 3) / (3 + 1 + 2 + 2).
     assert NELBO_PER_TOKEN(rows) == 1.5

@@ -185,6 +185,7 @@ def test_compare_writes_report_and_plots_with_numbers_from_the_files(run_dirs, t
     assert _table_row(report, "## Per subset", "dolly")[1] == "2"
     assert _table_row(report, "## Per subset", "dolly")[-1] == f"{per_subset['chrf_pp']:.2f}"
     assert _table_row(report, "NELBO/token:", "dolly")[-1] == f"{per_subset['nelbo_per_token']:.3f}"
+    assert _table_row(report, "Exact match %:", "dolly")[-1] == f"{per_subset['exact_match']:.1f}"
 
     # Examples: one row from each subset, every method's generation side by side.
     examples = report.split("## Example generations", 1)[1]

@@ -324,6 +324,8 @@ def test_logits_positions_select_columns_of_the_full_logits():
     ids = torch.randint(0, 96, (2, 10))
     positions = torch.tensor([1, 4, 9])
     torch.testing.assert_close(model(ids, logits_positions=positions).logits, model(ids).logits[:, positions])
+    masked = torch.rand(2, 10, generator=torch.Generator().manual_seed(0)) < 0.4  # a loss's masked tokens
+    torch.testing.assert_close(model(ids, logits_positions=masked).logits, model(ids).logits[masked])
 
 
 def test_forward_refuses_unknown_keyword_arguments():

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> None:
     print(
         f"{metrics['label']}: {metrics['n']} rows  chrF++ {overall['chrf_pp']:.2f}  BLEU {overall['bleu']:.2f}  "
         f"ROUGE-L {overall['rouge_l']:.2f}  exact match {overall['exact_match']:.1f}%  "
-        f"NELBO/token {overall['nelbo_per_token']:.3f}  empty {overall['empty_rate']:.1f}%"
+        f"NELBO/token {overall['nelbo_per_token']:.3f}  empty {overall['empty_rate']:.1f}%  "
+        f"one-char {overall['one_char_rate']:.1f}%"
     )
     print(f"wrote {args.out}/metrics.json and {args.out}/generations.jsonl in {metrics['seconds']:.1f} s")

@@ -54,10 +54,14 @@ def forward_process(
 def weighted_masked_ce(
     logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor
 ) -> torch.Tensor:
-    """Cross-entropy / p_mask at each masked position, as a [B, T] tensor (zero where unmasked)."""
-    # 1. Only the masked rows of the [B, T, V] logits are scored, in float32 for a stable
+    """Cross-entropy / p_mask at each masked position, as a [B, T] tensor (zero where unmasked).
+
+    `logits` are [B, T, V], or [N, V] when the model computed them at the N masked positions only.
+    """
+    # 1. Only the masked rows of the logits are scored, in float32 for a stable
     #    log-softmax, each weighted by 1 / p_mask                                ce: [N] (N = masked.sum())
-    ce = F.cross_entropy(logits[masked].float(), targets[masked], reduction="none") / p_mask[masked]
+    scored = logits[masked] if logits.dim() == 3 else logits
+    ce = F.cross_entropy(scored.float(), targets[masked], reduction="none") / p_mask[masked]
     # 2. Scattered back to their positions, zero elsewhere                        [B, T]
     return torch.zeros(masked.shape, dtype=ce.dtype, device=ce.device).masked_scatter(masked, ce)
 
@@ -117,8 +121,8 @@ def pretraining_loss(
         input_ids = input_ids[:, :length]
     # 2. Forward process: mask every token with its row's p_mask           noisy, masked, p_mask: [B, T]
     noisy, masked, p_mask = forward_process(input_ids, mask_id, generator)
-    # 3. Predict every position from the noisy batch                        logits: [B, T, V]
-    logits = model(input_ids=noisy).logits
+    # 3. Predict the masked positions from the noisy batch                  logits: [N, V]
+    logits = model(input_ids=noisy, logits_positions=masked).logits
     # 4. CE / p_mask over the masked tokens, divided by B * T               loss: []
     return pretraining_loss_from_logits(logits, input_ids, masked, p_mask)
 
@@ -136,7 +140,7 @@ def sft_loss(
     eligible = ~prompt_mask(prompt_lengths, input_ids.shape[1])
     # 2. Forward process on the answers; the prompt stays clean            noisy, masked, p_mask: [B, T]
     noisy, masked, p_mask = forward_process(input_ids, mask_id, generator, eligible=eligible)
-    # 3. Predict every position from the noisy batch                        logits: [B, T, V]
-    logits = model(input_ids=noisy).logits
+    # 3. Predict the masked positions from the noisy batch                  logits: [N, V]
+    logits = model(input_ids=noisy, logits_positions=masked).logits
     # 4. CE / p_mask over the masked answer tokens, normalised per answer length or per token   loss: []
     return sft_loss_from_logits(logits, input_ids, masked, p_mask, prompt_lengths, normalization)

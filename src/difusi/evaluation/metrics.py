@@ -112,7 +112,13 @@ def is_empty(generation: str) -> bool:
     return not generation.strip()
 
 
-# Scores in metrics.json: chrF++, BLEU, ROUGE-L, exact match and the empty rate on a 0-100 scale;
+def is_one_character(generation: str) -> bool:
+    """True for an answer made of a single character, maybe repeated (".", "1", ",,,,"), whitespace
+    aside: the collapse of a model that learnt an answer's form but not its content."""
+    return len(set("".join(generation.split()))) == 1
+
+
+# Scores in metrics.json: chrF++, BLEU, ROUGE-L, exact match, empty and one-character rates on a 0-100 scale;
 # answer length in model tokens; negative ELBO in nats per reference token.
 CHRF_PP = _sacrebleu_metric("chrf_pp", _CHRF_PP)
 BLEU_SCORE = _sacrebleu_metric("bleu", _BLEU)
@@ -122,9 +128,18 @@ EXACT_MATCH = _mean_metric(
 )
 MEAN_ANSWER_TOKENS = _mean_metric("mean_answer_tokens", lambda row: float(row["answer_tokens"]))
 EMPTY_RATE = _mean_metric("empty_rate", lambda row: is_empty(str(row["generation"])), 100.0)
+ONE_CHAR_RATE = _mean_metric("one_char_rate", lambda row: is_one_character(str(row["generation"])), 100.0)
 NELBO_PER_TOKEN = _ratio_metric("nelbo_per_token", "nelbo", "reference_tokens")
 
-GENERATION_METRICS = (CHRF_PP, BLEU_SCORE, ROUGE_L, EXACT_MATCH, MEAN_ANSWER_TOKENS, EMPTY_RATE)
+GENERATION_METRICS = (
+    CHRF_PP,
+    BLEU_SCORE,
+    ROUGE_L,
+    EXACT_MATCH,
+    MEAN_ANSWER_TOKENS,
+    EMPTY_RATE,
+    ONE_CHAR_RATE,
+)
 ALL_METRICS = (*GENERATION_METRICS, NELBO_PER_TOKEN)
 METRICS_BY_NAME = {metric.name: metric for metric in ALL_METRICS}
 

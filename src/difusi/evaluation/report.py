@@ -44,8 +44,9 @@ REPORTED_METRICS = (
     ReportedMetric("nelbo_per_token", "NELBO/token", 3, lower_is_better=True),
     ReportedMetric("mean_answer_tokens", "Answer tokens", 1),
     ReportedMetric("empty_rate", "Empty %", 1, lower_is_better=True),
+    ReportedMetric("one_char_rate", "One-char %", 1, lower_is_better=True),
 )
-# The quality metrics drawn as bars (answer length and empty rate stay in the tables).
+# The quality metrics drawn as bars (answer length, empty and one-character rates stay in the tables).
 BAR_METRICS = tuple(
     m for m in REPORTED_METRICS if m.key in ("chrf_pp", "bleu", "rouge_l", "exact_match", "nelbo_per_token")
 )
@@ -55,7 +56,7 @@ VERDICT_METRICS = tuple(
 )
 GENERAL_NELBO = ReportedMetric("general_nelbo_per_token", "General-text NELBO/token", 3, lower_is_better=True)
 # The metrics broken down per subset in the report (metrics.json holds them all).
-SUBSET_METRICS = tuple(m for m in REPORTED_METRICS if m.key in ("chrf_pp", "nelbo_per_token"))
+SUBSET_METRICS = tuple(m for m in REPORTED_METRICS if m.key in ("chrf_pp", "exact_match", "nelbo_per_token"))
 EXAMPLES = 3  # test rows shown side by side
 EXAMPLE_CHARS = 240  # longer texts are cut in the examples table
 

@@ -220,8 +220,9 @@ class LLaDAModelLM(PreTrainedModel):
 
         `attention_mask` [B, T_keys] marks real (1) and padded (0) keys. With `kv_cache`, the pass
         writes its keys and values into the cache and attends to all cached positions.
-        `logits_positions` (1-D indices into T) computes the output head only there, [B, P, V]:
-        a sampler needs logits only where it can commit, and the head is the widest layer.
+        `logits_positions` computes the output head only there, the widest layer: 1-D indices into T
+        give [B, P, V] (a sampler needs logits only where it can commit); a [B, T] bool mask gives
+        [N, V] for its N true positions, row by row (a loss needs them only at masked tokens).
 
         Why not transformers' names: `past_key_values` is an append-only `Cache` that `generate()`
         manages, whereas `kv_cache` is overwritten in place at `cache_start` (Fast-dLLM refreshes a
@@ -252,8 +253,8 @@ class LLaDAModelLM(PreTrainedModel):
             if output_hidden_states:
                 hidden_states.append(x)
         if logits_positions is not None:
-            x = x[:, logits_positions]
-        logits = transformer.ff_out(transformer.ln_f(x))  # (B, T or P, V)
+            x = x[logits_positions] if logits_positions.dtype == torch.bool else x[:, logits_positions]
+        logits = transformer.ff_out(transformer.ln_f(x))  # (B, T, V), (B, P, V) or (N, V)
         if self.config.scale_logits:
             logits = logits * (1.0 / math.sqrt(self.config.d_model))
         return MaskedLMOutput(logits=logits, hidden_states=tuple(hidden_states) if hidden_states else None)
