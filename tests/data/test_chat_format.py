@@ -114,3 +114,20 @@ def test_collate_pads_answers_with_eos():
     assert batch["input_ids"].dtype == batch["prompt_lengths"].dtype == torch.long
     with pytest.raises(DifusiError, match="^cannot collate an empty batch of SFT examples$"):
         collate_sft([], pad_id=507)
+
+
+def test_collate_pads_every_answer_to_the_answer_area():
+    examples = [
+        {"input_ids": [506, 10, 11, 12, 511], "prompt_length": 3},
+        {"input_ids": [506, 20], "prompt_length": 1},
+    ]
+    # The longest prompt (3) + 4 answer positions: 7 columns; every row has at least 4 after its prompt.
+    batch = collate_sft(examples, pad_id=507, answer_area=4)
+    assert torch.equal(
+        batch["input_ids"],
+        torch.tensor([[506, 10, 11, 12, 511, 507, 507], [506, 20, 507, 507, 507, 507, 507]]),
+    )
+    # An area shorter than the answers changes nothing.
+    assert torch.equal(
+        collate_sft(examples, pad_id=507, answer_area=1)["input_ids"], collate_sft(examples, 507)["input_ids"]
+    )

@@ -45,15 +45,20 @@ def build_sft_example(
     }
 
 
-def collate_sft(examples: Sequence[Mapping], pad_id: int) -> dict[str, torch.Tensor]:
+def collate_sft(examples: Sequence[Mapping], pad_id: int, answer_area: int = 0) -> dict[str, torch.Tensor]:
     """Right-pad SFT examples to the batch's longest: input_ids [B, T] and prompt_lengths [B].
 
     Pass the EOS id as `pad_id`: in the official recipe EOS padding is part of the answer, masked
-    and trained on like it, and no attention mask is used.
+    and trained on like it, and no attention mask is used. `answer_area` pads further, until every
+    row has at least that many positions after its prompt: a sampler fills `gen_length` positions,
+    and a model that never saw EOS that far after a prompt fills the rest with stray tokens.
     """
     if not examples:
         raise DifusiError("cannot collate an empty batch of SFT examples")
-    length = max(len(example["input_ids"]) for example in examples)
+    length = max(
+        max(len(example["input_ids"]) for example in examples),
+        max(example["prompt_length"] for example in examples) + answer_area,
+    )
     input_ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
     for row, example in enumerate(examples):
         input_ids[row, : len(example["input_ids"])] = torch.as_tensor(example["input_ids"], dtype=torch.long)

@@ -60,6 +60,11 @@ class TrainConfig(RunConfig):
     method: str = option("lora", f"fine-tuning method: {', '.join(METHODS)}")
     loss_normalization: str = option("answer_length", "SFT loss: 'answer_length' (official) or 'token'")
     max_length: int = option(512, "longest tokenized example; longer answers are cut and counted")
+    answer_area: int = option(
+        0,
+        "EOS-pad every answer to at least this many tokens (the sampler's gen_length, so the model "
+        "learns to end an answer anywhere it will be asked to fill); 0: to the batch's longest only",
+    )
     # Adapter
     rank: int = option(8, "LoRA / PiSSA rank r")
     alpha: float = option(16.0, "LoRA alpha (scale alpha / r)")

@@ -60,6 +60,6 @@ def load_sft_data(
     return SFTData(examples, len(examples), sum(e["truncated"] for e in examples))
 
 
-def sft_collator(pad_id: int):
-    """Trainer data collator: EOS-padded input_ids [B, T] and prompt_lengths [B]."""
-    return partial(collate_sft, pad_id=pad_id)
+def sft_collator(pad_id: int, answer_area: int = 0):
+    """Trainer data collator: EOS-padded input_ids [B, T] and prompt_lengths [B] (see `collate_sft`)."""
+    return partial(collate_sft, pad_id=pad_id, answer_area=answer_area)
