@@ -29,6 +29,13 @@ def test_next_token_loss_scores_only_answer_tokens():
     expected = F.cross_entropy(logits[1:4], ids[0, 2:5])
     torch.testing.assert_close(next_token_loss(model, ids, torch.tensor([2])), expected)
     torch.testing.assert_close(next_token_loss(model, ids), F.cross_entropy(logits[:-1], ids[0, 1:]))
+    # Two rows with different prompts: the mean over both rows' scored tokens, row by row.
+    batch = torch.tensor([[5, 6, 7, 8, 9], [9, 8, 7, 6, 5]])
+    both = model(batch).logits
+    expected = F.cross_entropy(
+        torch.cat([both[0, 1:4], both[1, 2:4]]), torch.cat([batch[0, 2:], batch[1, 3:]])
+    )
+    torch.testing.assert_close(next_token_loss(model, batch, torch.tensor([2, 3])), expected)
 
 
 def naive_greedy(model, prompt, mask, gen_length):

@@ -18,12 +18,13 @@ def next_token_loss(
 
     As in the diffusion SFT recipe, the answer's EOS padding is scored (the model learns to stop).
     """
-    logits = model(input_ids=input_ids).logits[:, :-1]
     targets = input_ids[:, 1:]
     scored = torch.ones_like(targets, dtype=torch.bool)
     if prompt_lengths is not None:
         scored = ~prompt_mask(prompt_lengths - 1, targets.shape[1])
-    return F.cross_entropy(logits[scored].float(), targets[scored])
+    # The head runs only where a token is scored: position i predicts token i + 1, the last nothing.
+    logits = model(input_ids=input_ids, logits_positions=F.pad(scored, (0, 1))).logits
+    return F.cross_entropy(logits.float(), targets[scored])
 
 
 @torch.inference_mode()

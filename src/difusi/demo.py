@@ -118,7 +118,6 @@ def training_config(
         out=str(out), base=str(base), data=str(data), method=method, objective=objective,
         max_steps=config.train_steps, batch_size=config.train_batch_size, grad_accumulation=1,
         max_length=config.max_length, learning_rate=config.learning_rate, loss_normalization="token",
-        answer_area=config.gen_length if objective == "diffusion" else 0,  # the AR twin stops at EOS
         target_modules=list(ADAPTER_TARGETS), dropout=0.0, warmup_ratio=0.05, eval_steps=0,
         eval_mc_num=config.eval_mc_num, eval_rows=config.test_size, seed=seed,
         logging_steps=max(1, config.train_steps // 50), save_steps=100_000,
