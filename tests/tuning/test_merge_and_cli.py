@@ -104,3 +104,13 @@ def test_merge_keeps_the_dtype_of_shards_whose_config_names_none(make_config, ti
     assert json.loads((merged / "config.json").read_text())["dtype"] == "bfloat16"
     assert (merged / "model.safetensors").stat().st_size == (base / "model.safetensors").stat().st_size
     assert LLaDAModelLM.from_pretrained(merged, dtype="auto").dtype == torch.bfloat16
+
+
+def test_answer_area_reaches_the_trainers_collator(make_config):
+    run = prepare_run(make_config(answer_area=40))
+    batch = run.trainer.data_collator(run.train_data.examples[:2])
+    longest_prompt = max(example["prompt_length"] for example in run.train_data.examples[:2])
+    assert batch["input_ids"].shape[1] == max(
+        longest_prompt + 40, *(len(e["input_ids"]) for e in run.train_data.examples[:2])
+    )
+    assert (batch["input_ids"][:, -1] == run.tokenizer.convert_tokens_to_ids("<|endoftext|>")).all()
