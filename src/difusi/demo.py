@@ -296,8 +296,8 @@ def speed_quality_stages(
         write_speed_quality(results, len(rows), result, header)
 
     return [
-        Stage("pretrain the AR twin", ar_base / "model", lambda: pretrain(pretraining)),
-        Stage("fine-tune the AR twin (full)", ar_run / "model", lambda: train(training)),
+        Stage("pretrain the AR twin", ar_base / "model", lambda: pretrain(afresh(pretraining))),
+        Stage("fine-tune the AR twin (full)", ar_run / "model", lambda: train(afresh(training))),
         Stage("sweep samplers against the AR twin", result / "speed_quality.md", sweep),
     ]
 
