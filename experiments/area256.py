@@ -9,10 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from difusi.demo import DemoConfig, training_config
-from difusi.evaluation.evaluate import load_test_rows
-from difusi.evaluation.speed_quality import speed_quality, write_speed_quality
-from difusi.model.loading import load_model
+from difusi.demo import DemoConfig, sweep_against_ar_twin, training_config
 from difusi.tuning.train import train
 
 demo, work = Path(sys.argv[1]), Path(sys.argv[2])
@@ -24,13 +21,6 @@ if not (run / "model").exists():
     train(dataclasses.replace(recipe, answer_area=config.sweep_gen_length))
     print(f"fine-tuning: {time.perf_counter() - started:.0f} s", flush=True)
 started = time.perf_counter()
-rows = load_test_rows(demo / "data" / "test.parquet", 16)
-model, tokenizer = load_model(run / "model", device="cpu")
-ar_model = load_model(demo / "runs" / f"ar-full-seed{config.seed}" / "model", device="cpu")[0]
-results = speed_quality(model, tokenizer, rows, ar_model, config.sweep_gen_length, config.block_length, (1, 8))
-header = (
-    f"Full fine-tuning with every answer EOS-padded to {config.sweep_gen_length} tokens against the "
-    f"demo's AR twin: {len(rows)} test rows, {config.sweep_gen_length} generated tokens, block {config.block_length}, CPU."
-)
-print(write_speed_quality(results, len(rows), work / "speed-quality", header))
+described = f"Full fine-tuning with every answer EOS-padded to {config.sweep_gen_length} tokens"
+print(sweep_against_ar_twin(demo, config, run / "model", work / "speed-quality", 16, (1, 8), described))
 print(f"sweep: {time.perf_counter() - started:.0f} s")

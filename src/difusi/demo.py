@@ -262,14 +262,38 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), console: Consol
     return report
 
 
+def sweep_against_ar_twin(
+    out: Path,
+    config: DemoConfig,
+    diffusion: Path,
+    result: Path,
+    limit: int,
+    batch_sizes: tuple[int, ...],
+    described: str = "Demo's fully fine-tuned diffusion model",
+) -> str:
+    """The sampler sweep of the diffusion model in `diffusion` against the demo's fine-tuned AR twin on
+    the first `limit` test rows; writes speed_quality.json, .md and .png in `result`, returns the .md."""
+    from difusi.evaluation.evaluate import load_test_rows
+    from difusi.evaluation.speed_quality import speed_quality, write_speed_quality
+    from difusi.model.loading import load_model
+
+    rows = load_test_rows(out / "data" / "test.parquet", limit)
+    model, tokenizer = load_model(diffusion, device="cpu")
+    ar_model = load_model(out / "runs" / f"ar-full-seed{config.seed}" / "model", device="cpu")[0]
+    gen_length = config.sweep_gen_length
+    results = speed_quality(model, tokenizer, rows, ar_model, gen_length, config.block_length, batch_sizes)
+    header = (
+        f"{described} against its AR twin: {len(rows)} test rows, "
+        f"{gen_length} generated tokens, block {config.block_length}, CPU."
+    )
+    return write_speed_quality(results, len(rows), result, header)
+
+
 def speed_quality_stages(
     out: Path, config: DemoConfig, limit: int, batch_sizes: tuple[int, ...]
 ) -> list[Stage]:
     """The AR twin (the base's architecture made causal; pretrained, then fully fine-tuned, on the
     same data, steps and tokens as the diffusion runs) and the sampler sweep against it."""
-    from difusi.evaluation.evaluate import load_test_rows
-    from difusi.evaluation.speed_quality import speed_quality, write_speed_quality
-    from difusi.model.loading import load_model
     from difusi.tuning.pretrain import pretrain
     from difusi.tuning.train import train
 
@@ -280,25 +304,14 @@ def speed_quality_stages(
     training = training_config(
         config, ar_run, ar_base / "model", out / "data", "full", config.seed, objective="ar"
     )
-
-    def sweep() -> None:
-        rows = load_test_rows(out / "data" / "test.parquet", limit)
-        model, tokenizer = load_model(diffusion, device="cpu")
-        ar_model = load_model(ar_run / "model", device="cpu")[0]
-        gen_length = config.sweep_gen_length
-        results = speed_quality(
-            model, tokenizer, rows, ar_model, gen_length, config.block_length, batch_sizes
-        )
-        header = (
-            f"Demo's fully fine-tuned diffusion model against its AR twin: {len(rows)} test rows, "
-            f"{gen_length} generated tokens, block {config.block_length}, CPU."
-        )
-        write_speed_quality(results, len(rows), result, header)
-
     return [
         Stage("pretrain the AR twin", ar_base / "model", lambda: pretrain(afresh(pretraining))),
         Stage("fine-tune the AR twin (full)", ar_run / "model", lambda: train(afresh(training))),
-        Stage("sweep samplers against the AR twin", result / "speed_quality.md", sweep),
+        Stage(
+            "sweep samplers against the AR twin",
+            result / "speed_quality.md",
+            lambda: sweep_against_ar_twin(out, config, diffusion, result, limit, batch_sizes),
+        ),
     ]
 
 
