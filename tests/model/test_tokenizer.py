@@ -86,6 +86,20 @@ def test_ids_round_trip(tiny_tokenizer, text):
     assert tiny_tokenizer.decode(ids) == text
 
 
+def test_a_word_is_the_same_ids_wherever_it_stands(tiny_tokenizer):
+    def ids(text):
+        return tiny_tokenizer.encode(text, add_special_tokens=False)
+
+    space, quote, newline = ids(" "), ids('"'), ids("\n")
+    for word in ("Jakarta", "Sheffield", "menang", "17", "café"):
+        alone = ids(word)
+        assert ids(f"kata {word}") == ids("kata") + space + alone
+        assert ids(f'"{word}"') == quote + alone + quote
+        assert ids(f"\n{word}.") == newline + alone + ids(".")
+    # Digits are single pieces: a number and its copy are the same ids, digit by digit.
+    assert ids("2024") == [ids(digit)[0] for digit in "2024"]
+
+
 def test_special_tokens_encode_to_single_ids(tiny_tokenizer):
     assert tiny_tokenizer.encode("<|eot_id|><|mdm_mask|>", add_special_tokens=False) == [511, 508]
 
