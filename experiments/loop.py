@@ -4,7 +4,9 @@ fresh prompts per kind with the exact sampler and print exact match.
     python experiments/loop.py STEPS LR KINDS      KINDS: comma-separated GENERAL_TASKS, "all",
                                                    or "ulangiN" (repeat one of the N commonest words)
 Environment: AREA (answer_area of the collator, default 0), GEN (generated tokens, default 32),
-THETA (RoPE base, default LLaDA's 500000).
+THETA (RoPE base, default LLaDA's 500000), SIZE ("d_model,n_layers,n_heads,mlp", default the demo
+preset's 128,4,4,384), AR=1 (the causal twin: next-token loss, greedy decoding), AR_FIRST=N (diffusion after N causal
+next-token steps: an AR-initialised diffusion model).
 """
 
 import collections
@@ -15,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from difusi.autoregressive import ar_generate, next_token_loss
 from difusi.data.chat_format import build_sft_example, collate_sft
 from difusi.data.tasks import GENERAL_TASKS, general_example, task_sentences
 from difusi.diffusion.losses import sft_loss
@@ -27,10 +30,14 @@ from difusi.model.tokenizer import encode_chat, special_token_ids
 steps, lr, kinds = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 area, gen = int(os.environ.get("AREA", "0")), int(os.environ.get("GEN", "32"))
 kinds = list(GENERAL_TASKS) if kinds == "all" else kinds.split(",")
-presets.PRESETS["exp"] = ModelPreset(128, 4, 4, 384, 2048, 256)
+size = [int(v) for v in os.environ.get("SIZE", "128,4,4,384").split(",")]
+presets.PRESETS["exp"] = ModelPreset(*size, 2048, 256)
 tokenizer = preset_tokenizer("exp")
 config = preset_config("exp", tokenizer)
 config.rope_theta = float(os.environ.get("THETA", "500000"))
+AR = bool(os.environ.get("AR"))
+AR_FIRST = int(os.environ.get("AR_FIRST", "0"))  # diffusion, after this many causal next-token steps
+config.causal = AR or AR_FIRST > 0
 torch.manual_seed(0)
 model = LLaDAModelLM(config)
 ids = special_token_ids(tokenizer, config)
@@ -48,13 +55,20 @@ def example(kind, rng):
 
 rng = np.random.default_rng(1)
 optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
-schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1, (s + 1) / 50) * max(0.1, 1 - s / steps))
+schedule = torch.optim.lr_scheduler.LambdaLR(
+    optimizer, lambda s: min(1, (s + 1) / 50) * max(0.1, 1 - s / steps)
+)
 noise = torch.Generator().manual_seed(0)
 started, losses = time.time(), []
 for step in range(steps):
     batch = [build_sft_example(tokenizer, *example(kinds[i % len(kinds)], rng), 64) for i in range(32)]
     batch = collate_sft(batch, ids.pad, answer_area=area)
-    loss = sft_loss(model, batch["input_ids"], batch["prompt_lengths"], ids.mask, noise, "token")
+    if AR_FIRST and step == AR_FIRST:
+        model.config.causal = False
+    if model.config.causal:
+        loss = next_token_loss(model, batch["input_ids"], batch["prompt_lengths"])
+    else:
+        loss = sft_loss(model, batch["input_ids"], batch["prompt_lengths"], ids.mask, noise, "token")
     optimizer.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -70,7 +84,10 @@ for kind in kinds:
     for i in range(40):
         prompt, answer = example(kind, rng)
         x = encode_chat(tokenizer, prompt)
-        out = generate(model, torch.tensor([x]), steps=gen, gen_length=gen, block_length=gen)
+        if AR:
+            out = ar_generate(model, torch.tensor([x]), gen_length=gen)
+        else:
+            out = generate(model, torch.tensor([x]), steps=gen, gen_length=gen, block_length=gen)
         text = tokenizer.decode(out[0, len(x) :], skip_special_tokens=True).strip()
         hits[kind] += text == answer
         if i < 2:

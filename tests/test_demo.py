@@ -19,9 +19,9 @@ from difusi.evaluation.report import REPORTED_METRICS
 from difusi.tuning.config import PretrainConfig, TrainConfig
 
 TINY_DEMO = DemoConfig(
-    preset="tiny", pretrain_steps=4, pretrain_batch_size=4, pretrain_seq_len=32, general_tasks=20, task_rows=300,
+    preset="tiny", pretrain_steps=4, pretrain_ar_steps=2, pretrain_batch_size=4, pretrain_seq_len=32, general_tasks=20, task_rows=300,
     clusters=3, per_cluster=4, test_size=6, train_steps=2, train_batch_size=4, max_length=160, gen_length=8,
-    block_length=8, eval_mc_num=2, general_rows=5, sweep_gen_length=32,
+    block_length=8, eval_mc_num=2, general_rows=5, probe_per_kind=2, sweep_gen_length=32,
 )  # fmt: skip
 RUNS = [f"{method}-seed42" for method in METHODS]
 
@@ -77,13 +77,22 @@ def test_report_numbers_come_from_the_metric_files(demo_dir):
         expected = [f"{overall[m.key]:.{m.digits}f}" for m in REPORTED_METRICS]
         assert cells[2 : 2 + len(expected)] == expected, label
         assert row in printed  # the headline table printed at the end is the report's
+    # The base's probe on its general tasks (held-out sentences) closes the report.
+    probe = json.loads((out / "base" / "probe" / "metrics.json").read_text())
+    assert probe["n"] == 7 * TINY_DEMO.probe_per_kind
+    section = report[report.index("## The base on its general tasks") :]
+    for kind, scores in probe["per_subset"].items():
+        assert (
+            f"| {kind} | {TINY_DEMO.probe_per_kind} | {scores['exact_match']:.1f} | {scores['chrf_pp']:.2f} |"
+            in section
+        )
 
 
 def test_rerun_reuses_every_stage_and_other_settings_are_refused(demo_dir):
     out, _ = demo_dir
     console = Console(file=io.StringIO(), width=200)
     run_demo(out, TINY_DEMO, console)
-    assert console.file.getvalue().count("done earlier, reused") == 14
+    assert console.file.getvalue().count("done earlier, reused") == 16
     with pytest.raises(DifusiError, match="holds a demo run with other settings"):
         run_demo(out, DemoConfig(preset="tiny"), console)
 
@@ -98,7 +107,7 @@ def test_a_stage_cut_short_starts_afresh_and_gives_the_same_run(demo_dir, tmp_pa
     (out / "report" / "report.md").unlink()
     console = Console(file=io.StringIO(), width=200)
     run_demo(out, TINY_DEMO, console)
-    assert console.file.getvalue().count("done earlier, reused") == 11
+    assert console.file.getvalue().count("done earlier, reused") == 13
     assert json.loads((run / "eval" / "metrics.json").read_text())["overall"] == before
 
 
@@ -107,7 +116,7 @@ def test_more_seeds_add_runs_and_the_report_covers_them(demo_dir):
     console = Console(file=io.StringIO(), width=200)
     run_demo(out, dataclasses.replace(TINY_DEMO, seeds=2), console)
     printed = console.file.getvalue()
-    assert printed.count("done earlier, reused") == 13  # seed 42's stages but the report, rewritten
+    assert printed.count("done earlier, reused") == 15  # seed 42's stages but the report, rewritten
     for method in METHODS:
         assert (out / "runs" / f"{method}-seed43" / "eval" / "metrics.json").is_file()
     report = (out / "report" / "report.md").read_text()

@@ -44,6 +44,7 @@ class DemoConfig:
     pretrain_batch_size: int = 32
     pretrain_seq_len: int = 64
     pretrain_learning_rate: float = 1e-3
+    pretrain_ar_steps: int = 1000  # the base's AR warm start: copying transfers to the diffusion steps
     general_tasks: int = 40_000  # instruction examples in the base's pretraining mix
     task_rows: int = 6_000  # Cendol-shaped task rows written before `prepare`
     strat_fraction: float = 0.5  # leaves every subset rows outside training for the test draw
@@ -59,14 +60,15 @@ class DemoConfig:
     block_length: int = 32
     eval_mc_num: int = 4
     general_rows: int = 200  # held-out general sentences scored before and after (forgetting)
+    probe_per_kind: int = 20  # rows per general task in the base's probe (held-out sentences)
     seed: int = 42
     seeds: int = 1  # fine-tuning runs per method (seeds seed, seed + 1, ...)
     sweep_gen_length: int = 256  # answer area of the speed-quality sweep (`run_speed_quality`)
 
 
 QUICK_DEMO = DemoConfig(
-    pretrain_steps=400, general_tasks=8_000, task_rows=3_000, per_cluster=120, test_size=60, train_steps=120,
-    general_rows=60,
+    pretrain_steps=400, pretrain_ar_steps=200, general_tasks=8_000, task_rows=3_000, per_cluster=120, test_size=60, train_steps=120,
+    general_rows=60, probe_per_kind=8,
 )  # fmt: skip
 
 
@@ -97,6 +99,7 @@ def pretraining_config(config: DemoConfig, out: Path, objective: str = "diffusio
         out=str(out), preset=config.preset, max_steps=config.pretrain_steps, batch_size=config.pretrain_batch_size,
         seq_len=config.pretrain_seq_len, learning_rate=config.pretrain_learning_rate,
         general_tasks=config.general_tasks, held_out=HELD_OUT_SENTENCES, objective=objective, seed=config.seed,
+        ar_steps=config.pretrain_ar_steps if objective == "diffusion" else 0,
         logging_steps=max(1, config.pretrain_steps // 200), save_steps=100_000,
     )  # fmt: skip
 
@@ -130,13 +133,13 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
     from difusi.data.tasks import held_out_sentences, synth_tasks
     from difusi.diffusion.sampler import SamplerSettings
     from difusi.evaluation.evaluate import EvaluationConfig, evaluate
-    from difusi.evaluation.report import load_groups, write_report
     from difusi.tuning.pretrain import pretrain
     from difusi.tuning.train import train
 
     base = out / "base" / "model"
     data = out / "data"
     general_text = out / "general-held-out.txt"
+    probe = out / "general-probe.parquet"
     evaluation = EvaluationConfig(
         sampler=SamplerSettings(
             steps=config.gen_length, gen_length=config.gen_length, block_length=config.block_length
@@ -147,6 +150,7 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
         general_text=str(general_text),
         seed=config.seed,
     )
+    probing = dataclasses.replace(evaluation, general_text=None)  # the probe's rows are the measure
     pretraining = pretraining_config(config, out / "base")
     preparation = PrepareConfig(
         embedder="tfidf", clusters=config.clusters, per_cluster=config.per_cluster,
@@ -178,10 +182,15 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
         Stage("generate Cendol-shaped tasks", out / "cendol", lambda: synth_tasks(out / "cendol", config.task_rows, config.seed)),
         Stage("prepare train and test sets", data, lambda: prepare_demo_data(out / "cendol", data, preparation)),
         Stage("write held-out general text", general_text, lambda: write_text(general_text, held_out)),
+        Stage("write the base's probe", probe, lambda: write_probe(probe, config)),
+        Stage(
+            "probe the base on its general tasks", out / "base" / "probe" / "metrics.json",
+            lambda: evaluate(str(base), probe, out / "base" / "probe", label="base", config=probing, progress=False),
+        ),
         *(fine_tune(run, method, seed) for method, seed, run in runs),
         evaluating("base", out / "runs" / "base"),
         *(evaluating(method, run) for method, _, run in runs),
-        Stage("write the comparison report", out / "report" / "report.md", lambda: write_report(load_groups(run_dirs(out, config)), out / "report")),
+        Stage("write the comparison report", out / "report" / "report.md", lambda: write_demo_report(out, config)),
     ]  # fmt: skip
 
 
@@ -207,6 +216,50 @@ def prepare_demo_data(source: Path, data: Path, preparation) -> None:
     )  # fmt: skip
     card = data / "data_card.md"
     write_text(card, card.read_text(encoding="utf-8") + note)
+
+
+def write_probe(path: Path, config: DemoConfig) -> None:
+    """The base's probe: every general task of its pretraining, on held-out sentences it never saw."""
+    import pyarrow.parquet as pq
+
+    from difusi.data.tasks import general_probe
+    from difusi.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        pq.write_table(general_probe(config.probe_per_kind, config.seed), tmp)
+
+
+def probe_section(metrics: dict) -> str:
+    """The report's section on the base's probe (`evaluate`'s metrics on the probe rows)."""
+    rows = [
+        f"| {kind} | {scores['n']} | {scores['exact_match']:.1f} | {scores['chrf_pp']:.2f} |"
+        for kind, scores in metrics["per_subset"].items()
+    ]
+    return "\n".join(
+        [
+            "## The base on its general tasks",
+            "",
+            "The base's own pretraining tasks (difusi.data.tasks.GENERAL_TASKS: copy a sentence, its first "
+            "or last word, the word after a given word, ...), asked about held-out sentences that neither "
+            "its tokenizer nor its pretraining saw: does the base follow the chat format and copy from "
+            "its prompt before any fine-tuning?",
+            "",
+            "| Task | Rows | Exact match % | chrF++ |",
+            "|---|---|---|---|",
+            *rows,
+            f"| all | {metrics['n']} | {metrics['overall']['exact_match']:.1f} | {metrics['overall']['chrf_pp']:.2f} |",
+        ]
+    )
+
+
+def write_demo_report(out: Path, config: DemoConfig) -> Path:
+    """The comparison report over every run, with the base's probe appended."""
+    from difusi.evaluation.report import load_groups, write_report
+
+    report = write_report(load_groups(run_dirs(out, config)), out / "report")
+    probe = json.loads((out / "base" / "probe" / "metrics.json").read_text())
+    write_text(report, report.read_text(encoding="utf-8") + "\n" + probe_section(probe) + "\n")
+    return report
 
 
 def check_settings(out: Path, config: DemoConfig) -> None:

@@ -19,6 +19,7 @@ from difusi.data.tasks import (
     IDENTITY_QUESTIONS,
     SAFETY_PHRASINGS,
     general_examples,
+    general_probe,
     held_out_sentences,
     synth_tasks,
     task_rows,
@@ -131,6 +132,22 @@ def test_general_tasks_differ_from_the_fine_tuning_families(rows):
     assert len(prompts) >= len(GENERAL_TASKS) - 1
     task_openings = {row["input"][:20] for row in rows}
     assert not prompts & task_openings
+
+
+def test_the_general_probe_asks_every_task_about_held_out_sentences():
+    probe = general_probe(3, seed=0).to_pylist()
+    assert [row["subset_name"] for row in probe] == [kind for kind in GENERAL_TASKS for _ in range(3)]
+    held_out = set(held_out_sentences())
+    for row in probe:
+        lines = row["input"].split("\n")
+        if row["subset_name"] == "salin":  # the answer is the sentence itself, copied
+            assert row["output"] == lines[1] and lines[1] in held_out
+        if row["subset_name"] == "kata_pertama":
+            assert lines[1] in held_out and row["output"] == lines[1].split()[0]
+        if row["subset_name"] == "ulangi":
+            word = re.fullmatch(r'Ulangi kata "(.+)" dua kali\.', row["input"]).group(1)
+            assert row["output"] == f"{word} {word}"
+    assert general_probe(3, seed=0).equals(general_probe(3, seed=0))
 
 
 def test_synth_tasks_writes_shards_and_the_cli_flag(tmp_path):

@@ -105,3 +105,30 @@ def test_general_sft_examples_follow_the_chat_format():
     for example, (prompt, _) in zip(examples, general_examples(7, 0), strict=True):
         ids = encode_chat(tokenizer, prompt)
         assert example["input_ids"][: example["prompt_length"]] == ids
+
+
+def test_an_ar_warm_start_trains_causally_then_switches_to_diffusion(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"Kalimat nomor {i} ada di sini." for i in range(60)))
+
+    def run(name: str, **settings) -> tuple[list[float], LLaDAModelLM]:
+        config = PretrainConfig(
+            out=str(tmp_path / name), corpus=str(corpus), preset="tiny", seq_len=32, batch_size=4,
+            max_steps=4, logging_steps=1, precision="fp32", general_tasks=20, **settings,
+        )  # fmt: skip
+        out = pretrain(config)
+        losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return losses, LLaDAModelLM.from_pretrained(out / "model")
+
+    ar_losses, ar_model = run("ar", objective="ar")
+    warm_losses, warm_model = run("warm", ar_steps=2)
+    # Same initialisation, data and optimizer: the first two steps are the AR run's, the rest diffusion.
+    assert warm_losses[:2] == ar_losses[:2] and warm_losses[2:] != ar_losses[2:]
+    assert ar_model.config.causal and not warm_model.config.causal  # saved as a diffusion model
+    assert json.loads((tmp_path / "warm" / "run_info.json").read_text())["ar_steps"] == 2
+    with pytest.raises(DifusiError, match="^ar_steps 4 leaves no step of max_steps 4 for the diffusion loss"):
+        pretrain(PretrainConfig(out=str(tmp_path / "x"), preset="tiny", max_steps=4, ar_steps=4))
+    with pytest.raises(DifusiError, match="^ar_steps is a warm start for diffusion pretraining"):
+        pretrain(
+            PretrainConfig(out=str(tmp_path / "x"), preset="tiny", max_steps=4, ar_steps=2, objective="ar")
+        )

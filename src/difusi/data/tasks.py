@@ -339,8 +339,22 @@ def general_example(kind: str, rng: np.random.Generator, sentences: list[str]) -
     raise ValueError(f"unknown general task {kind!r}; choose one of {', '.join(GENERAL_TASKS)}")
 
 
+def _short(sentences: tuple[str, ...]) -> list[str]:
+    return [s for s in sentences if 4 <= len(s.split()) <= 14]
+
+
 def general_examples(count: int, seed: int = 0) -> list[tuple[str, str]]:
     """`count` general (prompt, answer) pairs, task kinds in turn, on short task sentences."""
-    sentences = [s for s in task_sentences() if 4 <= len(s.split()) <= 14]
+    sentences = _short(task_sentences())
     rng = np.random.default_rng([seed, 7])
     return [general_example(GENERAL_TASKS[i % len(GENERAL_TASKS)], rng, sentences) for i in range(count)]
+
+
+def general_probe(per_kind: int, seed: int = 0) -> pa.Table:
+    """A test set of `per_kind` rows of every general task on held-out sentences, `subset_name` the
+    task kind: how well a base follows the chat format and copies from its prompt on unseen text."""
+    sentences = _short(held_out_sentences())
+    rng = np.random.default_rng([seed, 11])
+    rows = [(kind, *general_example(kind, rng, sentences)) for kind in GENERAL_TASKS for _ in range(per_kind)]
+    kinds, prompts, answers = zip(*rows, strict=True)
+    return pa.table({"subset_name": kinds, "template_name": kinds, "input": prompts, "output": answers})

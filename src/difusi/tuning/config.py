@@ -125,10 +125,25 @@ class PretrainConfig(RunConfig):
     held_out: int = option(
         0, "leave the corpus's last N lines out of pretraining (held-out text for a forgetting measure)"
     )
+    ar_steps: int = option(
+        0,
+        "train the first N steps causally with the next-token loss, then bidirectionally with the "
+        "masked-diffusion loss: an AR warm start, as DiffuLLaMA and Dream adapt AR models (0: none)",
+    )
 
     def validate(self) -> None:
-        if self.general_tasks < 0 or self.held_out < 0:
+        if self.general_tasks < 0 or self.held_out < 0 or self.ar_steps < 0:
             raise DifusiError(
-                f"general_tasks ({self.general_tasks}) and held_out ({self.held_out}) must not be negative"
+                f"general_tasks ({self.general_tasks}), held_out ({self.held_out}) and ar_steps "
+                f"({self.ar_steps}) must not be negative"
+            )
+        if self.ar_steps and self.objective == "ar":
+            raise DifusiError(
+                "ar_steps is a warm start for diffusion pretraining; drop it with --objective ar"
+            )
+        if self.ar_steps and 0 < self.max_steps <= self.ar_steps:
+            raise DifusiError(
+                f"ar_steps {self.ar_steps} leaves no step of max_steps {self.max_steps} for the diffusion "
+                "loss; lower ar_steps"
             )
         super().validate()

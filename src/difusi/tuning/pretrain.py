@@ -7,7 +7,9 @@ With `general_tasks: N`, N instruction-formatted general examples (difusi.data.t
 the fine-tuning task families) join the blocks and every batch takes the SFT loss: a block is an SFT
 example with an empty prompt, for which the SFT loss (answer-length normalisation) equals the
 pretraining loss (batches mix both kinds; a general example is EOS-padded to the batch's length).
-`held_out: N` keeps the corpus's last N lines out of training.
+`held_out: N` keeps the corpus's last N lines out of training. `ar_steps: N` trains the first N
+steps causally with the next-token loss before the diffusion loss takes over: copying from the
+prompt, which a small diffusion model learns slowly, transfers from the AR start.
 Run directory: model/ (official-layout checkpoint + tokenizer, usable as `difusi train --base`),
 metrics.jsonl, run_info.json, config.yaml, tensorboard/, checkpoints/.
 """
@@ -136,6 +138,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         callbacks=trainer_callbacks(out),
         mask_id=ids.mask,
         objective=config.objective,
+        ar_steps=config.ar_steps,
     )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -153,6 +156,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         "sequences": len(blocks),
         "general_tasks": config.general_tasks,
         "held_out": config.held_out,
+        "ar_steps": config.ar_steps,
     }
     save_run(trainer, result.metrics, checkpoint, out / "model", save, {}, details)
     return out

@@ -40,7 +40,8 @@ class DiffusionTrainer(Trainer):
 
     `objective="ar"` trains the autoregressive baseline instead: the model's config turns causal (so
     it is saved as a causal checkpoint) and the loss is `next_token_loss`, on the answer in SFT
-    batches and on every token otherwise.
+    batches and on every token otherwise. `ar_steps=N` does that for the first N optimizer steps
+    only, then turns the model bidirectional for the diffusion loss (an AR warm start).
 
     `loraplus_ratio` (set for LoRA+) makes create_optimizer build peft's LoRA+ groups, so the
     optimizer is created inside the Trainer as FSDP requires. `eval_fn(model) -> dict` replaces
@@ -53,6 +54,7 @@ class DiffusionTrainer(Trainer):
         *args,
         mask_id: int,
         objective: str = "diffusion",
+        ar_steps: int = 0,
         loss_normalization: str = "answer_length",
         loraplus_ratio: float | None = None,
         eval_fn=None,
@@ -61,6 +63,7 @@ class DiffusionTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.mask_id = mask_id
         self.objective = objective
+        self.ar_steps = ar_steps
         if objective == "ar" and not self.model.config.causal:
             if hasattr(self.model, "peft_config"):
                 # The adapter would be reloaded onto the bidirectional base it was not trained for.
@@ -82,7 +85,10 @@ class DiffusionTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         input_ids = inputs["input_ids"]
         generator = self._next_noise_generator()
-        if self.objective == "ar":
+        causal = self.objective == "ar" or self.state.global_step < self.ar_steps
+        if self.ar_steps:  # a function of the step, so a resumed run switches where the first did
+            self.model.config.causal = causal
+        if causal:
             loss = next_token_loss(model, input_ids, inputs.get("prompt_lengths"))
         elif "prompt_lengths" in inputs:
             loss = sft_loss(
