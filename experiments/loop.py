@@ -5,8 +5,8 @@ fresh prompts per kind with the exact sampler and print exact match.
                                                    or "ulangiN" (repeat one of the N commonest words)
 Environment: AREA (answer_area of the collator, default 0), GEN (generated tokens, default 32),
 THETA (RoPE base, default LLaDA's 500000), SIZE ("d_model,n_layers,n_heads,mlp", default the demo
-preset's 128,4,4,384), AR=1 (the causal twin: next-token loss, greedy decoding), AR_FIRST=N (diffusion after N causal
-next-token steps: an AR-initialised diffusion model).
+preset's 128,4,4,384), AR=1 (the causal twin: next-token loss, greedy decoding), AR_FIRST=N
+(diffusion after N causal next-token steps: an AR-initialised diffusion model).
 """
 
 import collections
@@ -61,7 +61,7 @@ schedule = torch.optim.lr_scheduler.LambdaLR(
 noise = torch.Generator().manual_seed(0)
 started, losses = time.time(), []
 for step in range(steps):
-    batch = [build_sft_example(tokenizer, *example(kinds[i % len(kinds)], rng), 64) for i in range(32)]
+    batch = [build_sft_example(tokenizer, *example(kinds[i % len(kinds)], rng), 256) for i in range(32)]
     batch = collate_sft(batch, ids.pad, answer_area=area)
     if AR_FIRST and step == AR_FIRST:
         model.config.causal = False
