@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -132,3 +133,25 @@ def test_an_ar_warm_start_trains_causally_then_switches_to_diffusion(tmp_path):
         pretrain(
             PretrainConfig(out=str(tmp_path / "x"), preset="tiny", max_steps=4, ar_steps=2, objective="ar")
         )
+
+
+def test_a_run_resumed_inside_the_ar_warm_start_equals_the_whole_run(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"Kalimat nomor {i} ada di sini." for i in range(60)))
+
+    def config(name: str) -> PretrainConfig:
+        return PretrainConfig(
+            out=str(tmp_path / name), corpus=str(corpus), preset="tiny", seq_len=32, batch_size=4,
+            max_steps=4, logging_steps=1, save_steps=1, precision="fp32", general_tasks=20, ar_steps=2,
+        )  # fmt: skip
+
+    whole = pretrain(config("whole"))
+    cut = pretrain(config("cut"))
+    # Killed after step 1, still causal: only checkpoint-1 survives.
+    for name in ("checkpoints/checkpoint-2", "checkpoints/checkpoint-3", "checkpoints/checkpoint-4", "model"):
+        shutil.rmtree(cut / name)
+    (cut / "run_info.json").unlink()
+    pretrain(config("cut"), resume=True)
+    a = LLaDAModelLM.from_pretrained(whole / "model").state_dict()
+    b = LLaDAModelLM.from_pretrained(cut / "model")
+    assert not b.config.causal and all(torch.equal(a[k], v) for k, v in b.state_dict().items())
