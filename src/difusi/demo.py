@@ -231,25 +231,21 @@ def write_probe(path: Path, config: DemoConfig) -> None:
 
 def probe_section(metrics: dict) -> str:
     """The report's section on the base's probe (`evaluate`'s metrics on the probe rows)."""
-    rows = [
-        f"| {kind} | {scores['n']} | {scores['exact_match']:.1f} | {scores['chrf_pp']:.2f} |"
-        for kind, scores in metrics["per_subset"].items()
-    ]
-    return "\n".join(
-        [
-            "## The base on its general tasks",
-            "",
-            "The base's own pretraining tasks (difusi.data.tasks.GENERAL_TASKS: copy a sentence, its first "
-            "or last word, the word after a given word, ...), asked about held-out sentences that neither "
-            "its tokenizer nor its pretraining saw: does the base follow the chat format and copy from "
-            "its prompt before any fine-tuning?",
-            "",
-            "| Task | Rows | Exact match % | chrF++ |",
-            "|---|---|---|---|",
-            *rows,
-            f"| all | {metrics['n']} | {metrics['overall']['exact_match']:.1f} | {metrics['overall']['chrf_pp']:.2f} |",
-        ]
+    from difusi.evaluation.report import markdown_table
+
+    def cells(name: str, n: int, scores: dict) -> list[str]:
+        return [name, str(n), f"{scores['exact_match']:.1f}", f"{scores['chrf_pp']:.2f}"]
+
+    rows = [cells(kind, scores["n"], scores) for kind, scores in metrics["per_subset"].items()]
+    rows.append(cells("all", metrics["n"], metrics["overall"]))
+    intro = (
+        "The base's own pretraining tasks (difusi.data.tasks.GENERAL_TASKS: copy a sentence, its first "
+        "or last word, the word after a given word, ...), asked about held-out sentences that neither "
+        "its tokenizer nor its pretraining saw: does the base follow the chat format and copy from "
+        "its prompt before any fine-tuning?"
     )
+    table = markdown_table(["Task", "Rows", "Exact match %", "chrF++"], rows)
+    return f"## The base on its general tasks\n\n{intro}\n\n{table}"
 
 
 def write_demo_report(out: Path, config: DemoConfig) -> Path:

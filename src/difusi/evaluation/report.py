@@ -160,7 +160,8 @@ def mean_std(values: Sequence[float], digits: int) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of `rows` (cells already formatted) under `header`."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -193,7 +194,7 @@ def headline_table(groups: Sequence[MethodGroup]) -> str:
         ]
         for group in groups
     ]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def interval_table(groups: Sequence[MethodGroup], intervals: dict[str, dict[str, ConfidenceInterval]]) -> str:
@@ -206,7 +207,7 @@ def interval_table(groups: Sequence[MethodGroup], intervals: dict[str, dict[str,
             ci, d = intervals[group.label][metric.key], metric.digits
             cells.append(f"{ci.estimate:.{d}f} [{ci.low:.{d}f}, {ci.high:.{d}f}]")
         rows.append([group.label, *cells])
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def subset_table(groups: Sequence[MethodGroup], metric: ReportedMetric) -> str:
@@ -231,7 +232,7 @@ def subset_table(groups: Sequence[MethodGroup], metric: ReportedMetric) -> str:
             ]
             cells.append(mean_std(values, metric.digits) if values else "-")
         rows.append([name, "/".join(map(str, sorted(counts))), *cells])
-    return _table(["Subset", "Rows", *(group.label for group in groups)], rows)
+    return markdown_table(["Subset", "Rows", *(group.label for group in groups)], rows)
 
 
 def _last(log: list[dict], key: str) -> float | None:
@@ -278,7 +279,7 @@ def training_table(groups: Sequence[MethodGroup]) -> str:
         "Final eval ELBO",
         "Train time (s)",
     ]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def settings_table(groups: Sequence[MethodGroup]) -> str:
@@ -315,7 +316,7 @@ def settings_table(groups: Sequence[MethodGroup]) -> str:
         "MC draws",
         "Eval time (s)",
     ]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _cell_text(text: str) -> str:
@@ -345,7 +346,7 @@ def examples_section(groups: Sequence[MethodGroup], count: int = EXAMPLES) -> st
         sections.append(
             f"**Test row {row['id']}** ({row['subset_name']})\n\n"
             f"> Prompt: {_cell_text(row['prompt'])}\n>\n> Reference: {_cell_text(row['reference'])}\n\n"
-            + _table(["Method", "Generation"], answers)
+            + markdown_table(["Method", "Generation"], answers)
         )
     return "\n\n".join(sections)
 
@@ -416,7 +417,7 @@ def verdict_section(groups: Sequence[MethodGroup], n_resamples: int = 1000, seed
             )
         rows.append([f"{b.label} − {a.label}", *cells])
         sentences.append("- " + _judgement(a.label, b.label, differences))
-    table = _table(["Difference", *(metric.title for metric in metrics)], rows)
+    table = markdown_table(["Difference", *(metric.title for metric in metrics)], rows)
     forgetting = (
         f" {GENERAL_NELBO.title} is the negative ELBO of held-out general Indonesian text that no run "
         "trained on: a rise after fine-tuning is forgetting."

@@ -172,13 +172,7 @@ def train_indonesian_tokenizer(
         )
     if sentences is None:
         sentences = indonesian_sentences()
-    backend = byte_level(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(WORD_PIECES, behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    backend = byte_level(models.BPE(), pieces=WORD_PIECES)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -188,10 +182,19 @@ def train_indonesian_tokenizer(
     return as_llada_tokenizer(backend)
 
 
-def byte_level(model: models.Model) -> Tokenizer:
-    """A tokenizer around `model` that splits and decodes text as bytes (GPT-2 style, as LLaDA's)."""
+def byte_level(model: models.Model, pieces: Regex | None = None) -> Tokenizer:
+    """A tokenizer around `model` that splits and decodes text as bytes: GPT-2 style, as LLaDA's, or
+    first cut into `pieces` (each match a pre-token of its own) when given."""
     backend = Tokenizer(model)
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if pieces is None:
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    else:
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(pieces, behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
     backend.decoder = decoders.ByteLevel()
     return backend
 
