@@ -13,13 +13,25 @@ from rich.console import Console
 from safetensors import safe_open
 
 from difusi.cli import main as cli_main
-from difusi.demo import METHODS, DemoConfig, pretraining_config, run_demo, run_speed_quality, training_config
+from difusi.demo import (
+    BOOKKEEPING,
+    METHODS,
+    DemoConfig,
+    copy_shipped_base,
+    pretraining_config,
+    run_demo,
+    run_speed_quality,
+    shipped_base,
+    training_config,
+)
 from difusi.errors import DifusiError
 from difusi.evaluation.report import REPORTED_METRICS
+from difusi.model.loading import load_model
+from difusi.model.presets import preset_tokenizer
 from difusi.tuning.config import PretrainConfig, TrainConfig
 
 TINY_DEMO = DemoConfig(
-    preset="tiny", pretrain_steps=4, pretrain_ar_steps=2, pretrain_batch_size=4, pretrain_seq_len=32, general_tasks=20, task_rows=300,
+    preset="tiny", pretrain=True, pretrain_steps=4, pretrain_ar_steps=2, pretrain_batch_size=4, pretrain_seq_len=32, general_tasks=20, task_rows=300,
     clusters=3, per_cluster=4, test_size=6, train_steps=2, train_batch_size=4, max_length=160, gen_length=8,
     block_length=8, eval_mc_num=2, general_rows=5, probe_per_kind=2, sweep_gen_length=32,
 )  # fmt: skip
@@ -148,6 +160,28 @@ def test_the_recipe_files_are_the_demo_settings(method):
         DemoConfig(), out / method, out / "base" / "model", Path("data/demo"), method, 42
     )
     assert TrainConfig.from_yaml(configs / f"demo-{method}.yaml") == dataclasses.replace(training, out="")
+
+
+@pytest.mark.parametrize("objective", ["diffusion", "ar"])
+def test_the_shipped_bases_are_the_recipe_and_copy_to_a_working_model(objective, tmp_path):
+    recipe = pretraining_config(DemoConfig(), tmp_path / "base", objective)
+    shipped = shipped_base(objective)
+    pretrained = PretrainConfig.from_yaml(shipped / "config.yaml")
+    assert dataclasses.replace(pretrained, **BOOKKEEPING) == dataclasses.replace(recipe, **BOOKKEEPING)
+    info = json.loads((shipped / "run_info.json").read_text())
+    assert (info["steps"], info["objective"], info["preset"]) == (8000, objective, "demo")
+    with pytest.raises(
+        DifusiError, match="demo-.*base was pretrained with other settings .* pass --pretrain"
+    ):
+        copy_shipped_base(dataclasses.replace(recipe, max_steps=100))
+    assert not (tmp_path / "base").exists()
+
+    copy_shipped_base(recipe)
+    model, tokenizer = load_model(tmp_path / "base" / "model", device="cpu")
+    assert sum(p.numel() for p in model.parameters()) == info["total_params"]
+    assert model.config.causal == (objective == "ar")  # the diffusion base ends bidirectional
+    # Its tokenizer is the preset's, so the demo's data and probe encode as in its pretraining.
+    assert tokenizer.get_vocab() == preset_tokenizer("demo").get_vocab()
 
 
 def test_cli_refuses_bad_seeds_and_a_missing_demo(tmp_path, capsys):

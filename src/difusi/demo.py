@@ -1,16 +1,20 @@
 """The offline end-to-end demo: a small-scale replica of the seed's experiment on a 2-core CPU.
 
-offline Indonesian corpus -> project tokenizer -> `demo` base pretrained with the diffusion loss on
-plain text and general instruction tasks -> learnable Cendol-shaped tasks (difusi.data.tasks) ->
-prepare (TF-IDF embedder, demo-sized counts) -> full fine-tuning, LoRA, LoRA+ and PiSSA at equal
-steps and tokens -> evaluation of the base and each run (test set, held-out general text) ->
-comparison report with paired tests. `run_speed_quality` adds the AR twin and the sampler sweep.
+offline Indonesian corpus -> project tokenizer -> `demo` base pretrained (causally, then with the
+diffusion loss) on plain text and general instruction tasks -> learnable Cendol-shaped tasks
+(difusi.data.tasks) -> prepare (TF-IDF embedder, demo-sized counts) -> full fine-tuning, LoRA, LoRA+
+and PiSSA at equal steps and tokens -> evaluation of the base and each run (test set, held-out
+general text) -> comparison report with paired tests. `run_speed_quality` adds the AR twin and the
+sampler sweep.
 
 It is a replica in miniature (a 1.4M-parameter LLaDA, not LLaDA-8B), so its numbers show the
-pipeline learning and compare methods at this scale only. Every stage writes its own directory
-under OUT and is skipped when that output already exists, so a rerun (or a run after an
-interruption) only does what is missing; the base is pretrained once and reused. A training stage
-cut short starts afresh (the demo writes no mid-run checkpoints: each stage takes minutes).
+pipeline learning and compare methods at this scale only. Like the seed's experiment, which adapts
+a downloaded LLaDA, the demo starts from a pretrained base: difusi ships the run of
+configs/demo-pretrain.yaml (src/difusi/assets/, 16 CPU minutes to rebuild) and its AR twin's, and
+`pretrain=True` (`difusi demo --pretrain`) trains them here instead. Every stage writes its own
+directory under OUT and is skipped when that output already exists, so a rerun (or a run after an
+interruption) only does what is missing. A training stage cut short starts afresh (the demo writes
+no mid-run checkpoints: each stage takes minutes).
 """
 
 from __future__ import annotations
@@ -40,12 +44,13 @@ class DemoConfig:
     """Sizes of every demo stage (the defaults are the full demo; see QUICK_DEMO)."""
 
     preset: str = "demo"
-    pretrain_steps: int = 2000
+    pretrain: bool = False  # pretrain the base (and AR twin) here instead of copying the shipped ones
+    pretrain_steps: int = 8000
     pretrain_batch_size: int = 32
     pretrain_seq_len: int = 64
     pretrain_learning_rate: float = 1e-3
-    pretrain_ar_steps: int = 1000  # the base's AR warm start: copying transfers to the diffusion steps
-    general_tasks: int = 40_000  # instruction examples in the base's pretraining mix
+    pretrain_ar_steps: int = 4000  # the base's AR warm start: copying transfers to the diffusion steps
+    general_tasks: int = 120_000  # instruction examples in the base's pretraining mix
     task_rows: int = 6_000  # Cendol-shaped task rows written before `prepare`
     strat_fraction: float = 0.5  # leaves every subset rows outside training for the test draw
     clusters: int = 10
@@ -67,9 +72,11 @@ class DemoConfig:
 
 
 QUICK_DEMO = DemoConfig(
-    pretrain_steps=400, pretrain_ar_steps=200, general_tasks=8_000, task_rows=3_000, per_cluster=120, test_size=60, train_steps=120,
-    general_rows=60, probe_per_kind=8,
+    task_rows=3_000, per_cluster=120, test_size=60, train_steps=120, general_rows=60, probe_per_kind=8,
 )  # fmt: skip
+SHIPPED_BASES = Path(__file__).parent / "assets"
+# Settings that change no weight: a shipped base counts as pretrained with the demo's recipe without them.
+BOOKKEEPING = {"out": "", "logging_steps": 0, "save_steps": 0}
 
 
 @dataclass
@@ -104,6 +111,41 @@ def pretraining_config(config: DemoConfig, out: Path, objective: str = "diffusio
     )  # fmt: skip
 
 
+def shipped_base(objective: str = "diffusion") -> Path:
+    """The pretraining run shipped with difusi for the demo's base (`objective="ar"`: its AR twin):
+    model/, config.yaml, run_info.json, metrics.jsonl. scripts/pretrain-demo-bases.sh rebuilds both."""
+    return SHIPPED_BASES / ("demo-ar-base" if objective == "ar" else "demo-base")
+
+
+def copy_shipped_base(pretraining) -> None:
+    """Copy the shipped run of `pretraining`'s objective to `pretraining.out`, refusing one that was
+    pretrained with other settings (the seed's experiment starts from a pretrained model too)."""
+    from difusi.io import atomic_directory
+    from difusi.tuning.config import PretrainConfig
+
+    source = shipped_base(pretraining.objective)
+    shipped = PretrainConfig.from_yaml(source / "config.yaml")
+    if dataclasses.replace(shipped, **BOOKKEEPING) != dataclasses.replace(pretraining, **BOOKKEEPING):
+        raise DifusiError(
+            f"the shipped base {source.name} was pretrained with other settings than this demo's; "
+            "pass --pretrain to pretrain one here"
+        )
+    with atomic_directory(pretraining.out) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+
+
+def base_stage(config: DemoConfig, out: Path, objective: str = "diffusion") -> Stage:
+    """The stage that puts the base (or the AR twin's base) in `out`: pretrained here with
+    `config.pretrain`, copied from the shipped run otherwise."""
+    from difusi.tuning.pretrain import pretrain
+
+    pretraining = pretraining_config(config, out, objective)
+    what = "AR twin" if objective == "ar" else f"{config.preset} base"
+    if config.pretrain:
+        return Stage(f"pretrain the {what}", out / "model", lambda: pretrain(afresh(pretraining)))
+    return Stage(f"copy the shipped {what}", out / "model", lambda: copy_shipped_base(pretraining))
+
+
 def training_config(
     config: DemoConfig,
     out: Path,
@@ -133,7 +175,6 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
     from difusi.data.tasks import held_out_sentences, synth_tasks
     from difusi.diffusion.sampler import SamplerSettings
     from difusi.evaluation.evaluate import EvaluationConfig, evaluate
-    from difusi.tuning.pretrain import pretrain
     from difusi.tuning.train import train
 
     base = out / "base" / "model"
@@ -151,7 +192,6 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
         seed=config.seed,
     )
     probing = dataclasses.replace(evaluation, general_text=None)  # the probe's rows are the measure
-    pretraining = pretraining_config(config, out / "base")
     preparation = PrepareConfig(
         embedder="tfidf", clusters=config.clusters, per_cluster=config.per_cluster,
         strat_fraction=config.strat_fraction, test_fraction=config.test_fraction, test_size=config.test_size,
@@ -178,7 +218,7 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
     runs = fine_tuning_runs(out, config)
     held_out = "\n".join(held_out_sentences()[: config.general_rows]) + "\n"
     return [
-        Stage(f"pretrain the {config.preset} base", base, lambda: pretrain(afresh(pretraining))),
+        base_stage(config, out / "base"),
         Stage("generate Cendol-shaped tasks", out / "cendol", lambda: synth_tasks(out / "cendol", config.task_rows, config.seed)),
         Stage("prepare train and test sets", data, lambda: prepare_demo_data(out / "cendol", data, preparation)),
         Stage("write held-out general text", general_text, lambda: write_text(general_text, held_out)),
@@ -343,18 +383,16 @@ def speed_quality_stages(
 ) -> list[Stage]:
     """The AR twin (the base's architecture made causal; pretrained, then fully fine-tuned, on the
     same data, steps and tokens as the diffusion runs) and the sampler sweep against it."""
-    from difusi.tuning.pretrain import pretrain
     from difusi.tuning.train import train
 
     diffusion = out / "runs" / f"full-seed{config.seed}" / "model"
     ar_base, ar_run = out / "ar-base", out / "runs" / f"ar-full-seed{config.seed}"
     result = out / "speed-quality"
-    pretraining = pretraining_config(config, ar_base, objective="ar")
     training = training_config(
         config, ar_run, ar_base / "model", out / "data", "full", config.seed, objective="ar"
     )
     return [
-        Stage("pretrain the AR twin", ar_base / "model", lambda: pretrain(afresh(pretraining))),
+        base_stage(config, ar_base, objective="ar"),
         Stage("fine-tune the AR twin (full)", ar_run / "model", lambda: train(afresh(training))),
         Stage(
             "sweep samplers against the AR twin",
