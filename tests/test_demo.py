@@ -169,7 +169,7 @@ def test_the_shipped_bases_are_the_recipe_and_copy_to_a_working_model(objective,
     pretrained = PretrainConfig.from_yaml(shipped / "config.yaml")
     assert dataclasses.replace(pretrained, **BOOKKEEPING) == dataclasses.replace(recipe, **BOOKKEEPING)
     info = json.loads((shipped / "run_info.json").read_text())
-    assert (info["steps"], info["objective"], info["preset"]) == (8000, objective, "demo")
+    assert (info["steps"], info["objective"], info["preset"]) == (recipe.max_steps, objective, "demo")
     with pytest.raises(
         DifusiError, match="demo-.*base was pretrained with other settings .* pass --pretrain"
     ):

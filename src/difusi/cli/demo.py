@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pretrain",
         action="store_true",
         help="pretrain the base (and the AR twin) here instead of copying the shipped ones "
-        "(about 15 minutes each on two CPU cores)",
+        "(about 16 minutes each on two CPU cores)",
     )
     parser.add_argument(
         "--speed-quality",
