@@ -51,6 +51,7 @@ class LLaDAConfig(PretrainedConfig):
         pad_token_id: int = 126081,
         use_cache: bool = False,
         causal: bool = False,
+        block_size: int | None = None,
         **kwargs,
     ):
         self.d_model = d_model
@@ -70,17 +71,24 @@ class LLaDAConfig(PretrainedConfig):
         self.alibi = alibi
         self.scale_logits = scale_logits
         self.input_emb_norm = input_emb_norm
-        self.weight_tying = weight_tying
         self.vocab_size = vocab_size
         self.embedding_size = embedding_size
         self.max_sequence_length = max_sequence_length
         self.init_std = init_std
         self.mask_token_id = mask_token_id
         self.use_cache = use_cache
-        # Not an official key: True turns the same architecture into an autoregressive baseline.
+        # Not official keys: causal=True turns the same architecture into an autoregressive baseline;
+        # block_size=B into a block-diffusion model (bidirectional inside blocks of B, causal across).
         self.causal = causal
-        kwargs.setdefault("tie_word_embeddings", weight_tying)
-        super().__init__(eos_token_id=eos_token_id, pad_token_id=pad_token_id, **kwargs)
+        self.block_size = block_size
+        # One switch under both names: the official weight_tying and transformers' tie_word_embeddings.
+        self.weight_tying = kwargs.pop("tie_word_embeddings", weight_tying)
+        super().__init__(
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            tie_word_embeddings=self.weight_tying,
+            **kwargs,
+        )
 
     @property
     def head_dim(self) -> int:
@@ -113,7 +121,6 @@ class LLaDAConfig(PretrainedConfig):
             "rope": (True,),
             "alibi": (False,),
             "include_bias": (False,),
-            "weight_tying": (False,),
             "input_emb_norm": (False,),
             "layer_norm_with_affine": (True,),
             "bias_for_layer_norm": (None, False),
@@ -127,6 +134,10 @@ class LLaDAConfig(PretrainedConfig):
                 raise ValueError(
                     f"LLaDA config has {key}={value!r}; difusi implements only {key}={accepted[0]!r}"
                 )
+        if self.block_size is not None and self.block_size < 1:
+            raise ValueError(
+                f"LLaDA config has block_size={self.block_size}; use a positive block size or None"
+            )
         if self.d_model % self.n_heads or self.n_heads % self.num_key_value_heads:
             raise ValueError(
                 f"LLaDA config: d_model {self.d_model}, n_heads {self.n_heads} and n_kv_heads "

@@ -31,13 +31,16 @@ def load_model(
     dtype defaults to bf16 on GPU and fp32 on CPU; "auto" keeps the checkpoint's own. With `adapter`
     (a PEFT directory), the adapter is applied and, by default, merged: a sampler calls the model hundreds of times per answer, and
     merged weights cost nothing per call. The tokenizer comes from the base checkpoint.
-    Any loading failure is one DifusiError naming what failed.
+    Any loading failure is one DifusiError naming what failed; unlike transformers' `from_pretrained`,
+    a checkpoint with a missing, unexpected or mis-shaped tensor is one too (a run on a partly random
+    model would report numbers that mean nothing).
     """
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     try:
         # Resolved once: the tokenizer then loads from the same folder, with no further hub lookups.
         directory = resolve_checkpoint_dir(base)
+        check_checkpoint_tensors(directory)
         model = LLaDAModelLM.from_pretrained(directory, dtype=dtype)
     except (OSError, ValueError) as error:
         raise DifusiError(f"base model {str(base)!r} does not load: {first_line(error)}") from error
@@ -65,8 +68,13 @@ def load_model(
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.py"]
 
 
-def resolve_checkpoint_dir(name_or_path: str | Path, revision: str | None = None) -> Path:
-    """A local checkpoint directory, downloading a hub id's checkpoint files if needed."""
+# `from_pretrained` arguments that say how to reach the hub; passed on to the download.
+HUB_DOWNLOAD_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+
+
+def resolve_checkpoint_dir(name_or_path: str | Path, **hub_kwargs) -> Path:
+    """A local checkpoint directory, downloading a hub id's checkpoint files if needed
+    (`hub_kwargs`: any of HUB_DOWNLOAD_KWARGS, as `from_pretrained` takes them)."""
     path = Path(name_or_path)
     if path.is_dir():
         return path
@@ -75,7 +83,7 @@ def resolve_checkpoint_dir(name_or_path: str | Path, revision: str | None = None
     from huggingface_hub import constants, snapshot_download
 
     try:
-        return Path(snapshot_download(str(name_or_path), revision=revision, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(str(name_or_path), allow_patterns=HUB_PATTERNS, **hub_kwargs))
     except Exception as error:  # the hub client raises many types; all mean "not available here"
         if constants.HF_HUB_OFFLINE:
             hint = "offline mode is on (HF_HUB_OFFLINE=1) and the local cache lacks it; download it first"
@@ -87,12 +95,17 @@ def resolve_checkpoint_dir(name_or_path: str | Path, revision: str | None = None
         ) from error
 
 
-def check_checkpoint_dir(path: Path) -> None:
-    """Fail with one clear line if a local directory is not a complete LLaDA checkpoint for its config."""
+def check_checkpoint_dir(path: Path) -> dict[str, tuple[int, ...]]:
+    """Fail with one clear line if a local directory is not an undamaged LLaDA checkpoint: config.json
+    missing, malformed or of another model type; a shard missing or truncated. Returns the name and
+    shape of every tensor, read from the shards' headers."""
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"no config.json in {path}; point at a LLaDA checkpoint directory")
-    model_type = read_json(config_file).get("model_type")
+    try:
+        model_type = read_json(config_file).get("model_type")
+    except DifusiError as error:
+        raise ValueError(f"{error}; fix or re-download it") from error
     if model_type != LLaDAConfig.model_type:
         raise ValueError(
             f"{config_file} has model_type {model_type!r}; expected 'llada': pass a LLaDA checkpoint"
@@ -118,6 +131,13 @@ def check_checkpoint_dir(path: Path) -> None:
                 f"shard {path / shard} is damaged or incomplete ({first_line(error)}); "
                 "delete it and download the checkpoint again"
             ) from error
+    return found
+
+
+def check_checkpoint_tensors(path: Path) -> None:
+    """Fail with one line naming the tensor if an (undamaged) checkpoint lacks one its config needs,
+    has one it does not, or has one of another shape."""
+    found = check_checkpoint_dir(path)
     expected = {n: tuple(s) for n, s in state_dict_shapes(LLaDAConfig.from_pretrained(path)).items()}
     for name, shape in expected.items():
         if name not in found:
@@ -134,4 +154,7 @@ def check_checkpoint_dir(path: Path) -> None:
 def state_dict_shapes(config: LLaDAConfig) -> dict[str, torch.Size]:
     """Names and shapes of the state dict a config implies (built on the meta device: no memory)."""
     with torch.device("meta"):
-        return {name: t.shape for name, t in LLaDAModelLM(config).state_dict().items()}
+        model = LLaDAModelLM(config)
+    # A tied head is saved once, under the embedding's name (as transformers saves it).
+    tied = set(model._tied_weights_keys) if config.tie_word_embeddings else set()
+    return {name: t.shape for name, t in model.state_dict().items() if name not in tied}

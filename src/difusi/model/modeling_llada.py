@@ -51,8 +51,20 @@ def apply_rotary_pos_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, 
     return (x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)).to(dtype)
 
 
+def eager_attention(q, k, v, bias, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T * scale + bias) v, spelled out: the reference SDPA must equal, and the only path
+    that can return the attention weights [B, nh, T_q, T_keys]."""
+    groups = q.shape[1] // k.shape[1]  # grouped-query attention: each key head serves `groups` heads
+    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    scores = torch.matmul(q, k.transpose(2, 3)) * scale
+    if bias is not None:
+        scores = scores + bias
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.matmul(weights, v), weights
+
+
 class LLaDABlock(GradientCheckpointingLayer):
-    """Pre-norm block: bidirectional attention then a SwiGLU MLP, each added to the residual."""
+    """Pre-norm block: self-attention then a SwiGLU MLP, each added to the residual."""
 
     def __init__(self, config: LLaDAConfig):
         super().__init__()
@@ -68,7 +80,7 @@ class LLaDABlock(GradientCheckpointingLayer):
         self.up_proj = nn.Linear(d, config.ffn_size, bias=False)
         self.ff_out = nn.Linear(config.ffn_size, d, bias=False)
 
-    def attention(self, x, cos, sin, attn_bias, kv_cache=None, layer=0, cache_start=0):
+    def attention(self, x, cos, sin, attn_bias, kv_cache, layer, cache_start, eager):
         cfg = self.config
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim).transpose(1, 2)  # (B, nh, T, hd)
@@ -78,21 +90,32 @@ class LLaDABlock(GradientCheckpointingLayer):
         k = apply_rotary_pos_emb(k, cos, sin, cfg.rope_full_precision)
         if kv_cache is not None:
             k, v = kv_cache.update(layer, cache_start, k, v)  # (B, nkv, T_keys, hd)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_bias,
-            is_causal=cfg.causal and attn_bias is None,  # bias is None only for plain causal passes
-            scale=1.0 / math.sqrt(cfg.head_dim),
-            enable_gqa=cfg.num_key_value_heads != cfg.n_heads,
-        )
-        return self.attn_out(y.transpose(1, 2).reshape(B, T, cfg.d_model))
+        scale = 1.0 / math.sqrt(cfg.head_dim)
+        if eager:
+            y, weights = eager_attention(q, k, v, attn_bias, scale)
+        else:
+            y, weights = (
+                F.scaled_dot_product_attention(
+                    q,
+                    k,
+                    v,
+                    attn_mask=attn_bias,
+                    is_causal=cfg.causal and attn_bias is None,  # bias is None only for plain causal passes
+                    scale=scale,
+                    enable_gqa=cfg.num_key_value_heads != cfg.n_heads,
+                ),
+                None,
+            )
+        return self.attn_out(y.transpose(1, 2).reshape(B, T, cfg.d_model)), weights
 
-    def forward(self, x, cos, sin, attn_bias=None, kv_cache=None, layer=0, cache_start=0):
-        x = x + self.attention(self.attn_norm(x), cos, sin, attn_bias, kv_cache, layer, cache_start)
+    def forward(self, x, cos, sin, attn_bias=None, kv_cache=None, layer=0, cache_start=0, eager=False):
+        """(x + attention + MLP, attention weights or None); the weights only when `eager`."""
+        attended, weights = self.attention(
+            self.attn_norm(x), cos, sin, attn_bias, kv_cache, layer, cache_start, eager
+        )
+        x = x + attended
         h = self.ff_norm(x)
-        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h)), weights
 
 
 class KVCache:
@@ -145,26 +168,42 @@ def attention_bias(
     attention_mask: torch.Tensor | None,
     dtype: torch.dtype,
     causal: bool,
+    block_size: int | None,
     query_start: int,
     query_len: int,
     key_len: int,
 ) -> torch.Tensor | None:
-    """Additive SDPA mask hiding padded keys (and later keys when causal); None when nothing is hidden.
+    """Additive SDPA mask [B | 1, 1, T_q, T_keys]; None when nothing is hidden.
 
-    Queries sit at positions [query_start, query_start + query_len); keys at [0, key_len).
+    `attention_mask` is [B, T_keys] (1 real, 0 padded key) or, as in transformers, a 4-D
+    [B, 1, T_q, T_keys] mask used as given (bool: True attends; float: added to the scores).
+    Queries sit at positions [query_start, query_start + query_len), keys at [0, key_len). Causal
+    hides later keys; `block_size` hides keys of later blocks (blocks of that many positions from
+    position 0): bidirectional inside a block, causal across blocks.
     """
-    plain_causal = causal and query_start == 0 and query_len == key_len
-    if (attention_mask is None or bool(attention_mask[:, :key_len].all())) and (not causal or plain_causal):
-        return None  # SDPA's own is_causal flag (or nothing) does the job, on its fastest path
-    device = attention_mask.device if attention_mask is not None else None
-    keep = torch.ones(1, 1, 1, key_len, dtype=torch.bool, device=device)
-    if attention_mask is not None:
-        keep = attention_mask[:, :key_len].bool()[:, None, None, :]
-    if causal:
-        q_pos = torch.arange(query_start, query_start + query_len, device=device)
-        keep = keep & (torch.arange(key_len, device=device)[None, :] <= q_pos[:, None])
+    if attention_mask is not None and attention_mask.dim() == 4:
+        if attention_mask.dtype != torch.bool:
+            return attention_mask.to(dtype)
+        keep = attention_mask
+    else:
+        structured = causal or block_size is not None
+        plain_causal = causal and query_start == 0 and query_len == key_len
+        unpadded = attention_mask is None or bool(attention_mask[:, :key_len].all())
+        if unpadded and (not structured or plain_causal):
+            return None  # SDPA's own is_causal flag (or nothing) does the job, on its fastest path
+        device = attention_mask.device if attention_mask is not None else None
+        keep = torch.ones(1, 1, 1, key_len, dtype=torch.bool, device=device)
+        if attention_mask is not None:
+            keep = attention_mask[:, :key_len].bool()[:, None, None, :]
+        if structured:
+            q_pos = torch.arange(query_start, query_start + query_len, device=device)[:, None]
+            k_pos = torch.arange(key_len, device=device)[None, :]
+            if causal:
+                keep = keep & (k_pos <= q_pos)
+            if block_size is not None:
+                keep = keep & (k_pos // block_size <= q_pos // block_size)
     # A large finite negative (not -inf) keeps all-padding rows finite, as the reference does.
-    bias = torch.zeros(keep.shape, dtype=dtype, device=device)
+    bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
     return bias.masked_fill(~keep, torch.finfo(dtype).min)
 
 
@@ -177,11 +216,15 @@ class LLaDAModelLM(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["LLaDABlock"]
     _supports_sdpa = True
+    accepts_loss_kwargs = True  # `num_items_in_batch`: a plain Trainer's loss stays right under accumulation
+    # Tied only when the config says so (weight_tying / tie_word_embeddings); LLaDA-8B is untied.
+    _tied_weights_keys = {"model.transformer.ff_out.weight": "model.transformer.wte.weight"}
 
     def __init__(self, config: LLaDAConfig):
         config.validate_supported()
         super().__init__(config)
         self.model = LLaDAModel(config)
+        self.loss_type = "ForMaskedLM"  # transformers' own masked-LM loss for `labels`
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -203,76 +246,137 @@ class LLaDAModelLM(PreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.model.transformer.ff_out = value
 
+    def resize_token_embeddings(self, *args, **kwargs) -> nn.Embedding:
+        """transformers' resize, keeping the official `embedding_size` (the row count LLaDA builds
+        from) equal to the new size, so the resized model saves and loads."""
+        embeddings = super().resize_token_embeddings(*args, **kwargs)
+        self.config.embedding_size = self.config.vocab_size = embeddings.weight.shape[0]
+        return embeddings
+
     def forward(
         self,
-        input_ids: torch.LongTensor,
+        input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
         kv_cache: KVCache | None = None,
         cache_start: int = 0,
+        block_size: int | None = None,
         logits_positions: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
+        output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
         use_cache: bool | None = None,
-        **kwargs,
-    ) -> MaskedLMOutput:
-        """Logits for `input_ids` [B, T], which sit at positions [cache_start, cache_start + T).
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> MaskedLMOutput | tuple:
+        """Logits for `input_ids` [B, T] (or `inputs_embeds` [B, T, d]) at positions
+        [cache_start, cache_start + T), or at `position_ids` ([T] or [B, T]) when given.
 
-        `attention_mask` [B, T_keys] marks real (1) and padded (0) keys. With `kv_cache`, the pass
-        writes its keys and values into the cache and attends to all cached positions.
+        `attention_mask` is [B, T_keys] (1 real, 0 padded) or a 4-D [B, 1, T, T_keys] mask used as
+        given. With `kv_cache`, the pass writes its keys and values into the cache and attends to
+        all cached positions. `block_size` (default: the config's) makes attention block-causal.
         `logits_positions` computes the output head only there, the widest layer: 1-D indices into T
         give [B, P, V] (a sampler needs logits only where it can commit); a [B, T] bool mask gives
         [N, V] for its N true positions, row by row (a loss needs them only at masked tokens).
+        `labels` [B, T] give `.loss`: transformers' masked-LM cross-entropy over positions whose
+        label is not -100 (the masked-diffusion losses in difusi.diffusion.losses add the 1 / p_mask
+        weights). `output_hidden_states`, `output_attentions` and `return_dict` default to the
+        config's; attention weights come from the eager path, which a call asking for them takes.
 
-        Why not transformers' names: `past_key_values` is an append-only `Cache` that `generate()`
-        manages, whereas `kv_cache` is overwritten in place at `cache_start` (Fast-dLLM refreshes a
-        block's keys in the middle of the sequence), so sharing the name would promise the wrong
-        semantics. `logits_to_keep` also means "the last N" when an int; `logits_positions` takes
-        only indices, and the samplers' exactness tests pin that name on their stand-in models.
-
-        `output_attentions`, `return_dict` and `use_cache` are accepted for the transformers and peft
-        code paths that pass them (attention weights are never computed, the output is always a
-        `MaskedLMOutput`, caching is the explicit `kv_cache`); any other keyword is a TypeError.
+        Why not transformers' names for the cache: `past_key_values` is an append-only `Cache` that
+        `generate()` manages, whereas `kv_cache` is overwritten in place at `cache_start` (Fast-dLLM
+        refreshes a block's keys in the middle of the sequence), so sharing the name would promise
+        the wrong semantics. `logits_to_keep` also means "the last N" when an int; `logits_positions`
+        takes only indices. `use_cache` is accepted and ignored: caching is the explicit `kv_cache`.
         """
-        if kwargs:
-            name = sorted(kwargs)[0]
-            hint = " (compute the loss with difusi.diffusion.losses)" if name == "labels" else ""
-            raise TypeError(f"LLaDAModelLM.forward() got an unexpected keyword argument {name!r}{hint}")
-        if output_attentions:
-            raise TypeError("LLaDAModelLM does not return attention weights (it runs fused SDPA)")
+        config = self.config
+        output_hidden_states = (
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        return_dict = config.return_dict if return_dict is None else return_dict
+        block_size = config.block_size if block_size is None else block_size
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("LLaDAModelLM.forward() takes exactly one of input_ids and inputs_embeds")
         transformer = self.model.transformer
-        T = input_ids.shape[1]
-        x = transformer.wte(input_ids)  # (B, T, d)
+        x = transformer.wte(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, d)
+        T = x.shape[1]
         key_len = max(len(kv_cache), cache_start + T) if kv_cache is not None else T
-        cos, sin = rotary_cos_sin(cache_start + T, self.config.head_dim, self.config.rope_theta, x.device)
-        cos, sin = cos[cache_start:], sin[cache_start:]
-        bias = attention_bias(attention_mask, x.dtype, self.config.causal, cache_start, T, key_len)
+        if position_ids is None:  # the common case: a table up to the last position, no host sync
+            cos, sin = rotary_cos_sin(cache_start + T, config.head_dim, config.rope_theta, x.device)
+            cos, sin = cos[cache_start:], sin[cache_start:]  # (T, hd)
+        else:
+            cos, sin = rotary_cos_sin(
+                int(position_ids.max()) + 1, config.head_dim, config.rope_theta, x.device
+            )
+            cos, sin = cos[position_ids], sin[position_ids]  # (T, hd) or (B, T, hd)
+            if cos.dim() == 3:
+                cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
+        bias = attention_bias(attention_mask, x.dtype, config.causal, block_size, cache_start, T, key_len)
+        eager = config._attn_implementation == "eager" or bool(output_attentions)
         hidden_states = [x] if output_hidden_states else None
+        attentions = [] if output_attentions else None
         for layer, block in enumerate(transformer.blocks):
-            x = block(x, cos, sin, bias, kv_cache, layer, cache_start)
+            x, weights = block(x, cos, sin, bias, kv_cache, layer, cache_start, eager)
             if output_hidden_states:
                 hidden_states.append(x)
+            if output_attentions:
+                attentions.append(weights)
+        labels_at = labels
         if logits_positions is not None:
-            x = x[logits_positions] if logits_positions.dtype == torch.bool else x[:, logits_positions]
+            select = (
+                (lambda t: t[logits_positions])
+                if logits_positions.dtype == torch.bool
+                else (lambda t: t[:, logits_positions])
+            )
+            x = select(x)
+            labels_at = select(labels) if labels is not None else None
         logits = transformer.ff_out(transformer.ln_f(x))  # (B, T, V), (B, P, V) or (N, V)
-        if self.config.scale_logits:
-            logits = logits * (1.0 / math.sqrt(self.config.d_model))
-        return MaskedLMOutput(logits=logits, hidden_states=tuple(hidden_states) if hidden_states else None)
+        if config.scale_logits:
+            logits = logits * (1.0 / math.sqrt(config.d_model))
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits, labels_at, logits.shape[-1], num_items_in_batch=num_items_in_batch
+            )
+        output = MaskedLMOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def generate(self, *args, **kwargs):
+        """Not transformers' left-to-right loop: a mask predictor fills its answer by denoising."""
+        raise NotImplementedError(
+            "LLaDAModelLM does not decode left to right, so transformers' generate() does not apply; "
+            "call difusi.generate(model, prompt_ids, ...) or difusi.generate_text(model, tokenizer, text)"
+        )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Load an official-layout checkpoint (local directory or hub id); refuses incomplete ones.
+        """transformers' `from_pretrained`, with one clear line for a damaged checkpoint.
 
-        Unlike the transformers default, a missing, unexpected or mis-shaped tensor is an error
-        naming the tensor, found from the safetensors headers before any weight is read. The model
-        keeps the name it was asked for (a hub id stays a hub id, not the cache folder it resolved
-        to), so adapters trained on it record a base a colleague can load too.
+        A missing config.json, a malformed one, a config of another model type, a missing or
+        truncated shard: each is an error naming the file, found before any weight is read. The
+        rest is transformers' own behaviour, every argument included: missing tensors are reported
+        and initialised, unexpected ones reported and dropped (`output_loading_info=True` returns
+        them), mis-shaped ones refused unless `ignore_mismatched_sizes=True`. (`difusi.load_model`,
+        which the command line uses, refuses an incomplete checkpoint instead.) The model keeps the
+        name it was asked for (a hub id stays a hub id, not the cache folder it resolved to), so
+        adapters trained on it record a base a colleague can load too.
         """
         # Imported here because model.loading imports this module.
-        from difusi.model.loading import check_checkpoint_dir, resolve_checkpoint_dir
+        from difusi.model.loading import HUB_DOWNLOAD_KWARGS, check_checkpoint_dir, resolve_checkpoint_dir
 
-        path = resolve_checkpoint_dir(pretrained_model_name_or_path, kwargs.get("revision"))
-        check_checkpoint_dir(path)
-        model = super().from_pretrained(path, *args, **kwargs)
+        if pretrained_model_name_or_path is None:  # a config and a state_dict, nothing on disk
+            return super().from_pretrained(None, *args, **kwargs)
+        hub = {key: kwargs[key] for key in HUB_DOWNLOAD_KWARGS if key in kwargs}
+        path = resolve_checkpoint_dir(pretrained_model_name_or_path, **hub)
+        check_checkpoint_dir(path / kwargs.get("subfolder", ""))
+        loaded = super().from_pretrained(path, *args, **kwargs)
+        model = loaded[0] if kwargs.get("output_loading_info") else loaded
         model.name_or_path = model.config.name_or_path = str(pretrained_model_name_or_path)
-        return model
+        return loaded
