@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from difusi.autoregressive import ar_generate
+from difusi.diffusion.block_sampler import block_generate
 from difusi.diffusion.sampler import SamplerSettings, generate
 from difusi.errors import DifusiError
 from difusi.model.configuration_llada import padding_id
@@ -64,7 +65,10 @@ def generate_answers(
     Prompts are batched by length (longest first) so left padding stays short; the sampler sees an
     attention mask over the padding. Sampling draws (temperature > 0, random remasking) come from a
     generator seeded with `seed`. A causal model decodes autoregressively (`ar_generate`, same
-    gen_length and temperature; the diffusion-only settings do not apply).
+    gen_length and temperature; the diffusion-only settings do not apply). A block-diffusion model
+    (`config.block_size`) decodes block by block (`block_generate`): `threshold` as given (None:
+    gen_length / steps tokens per pass), stopping at the end of text; block_length, cache,
+    remasking and early_stop do not apply.
 
     `on_step(indices, answers)` follows every diffusion step: the indices of the batch's prompts and
     their answer areas (mask ids where nothing is committed yet); a causal model never calls it.
@@ -85,7 +89,14 @@ def generate_answers(
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
             attention_mask[row, width - len(prompt) :] = 1
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-        if model.config.causal:
+        if model.config.block_size:
+            hook = None if on_step is None else (lambda _, answer, batch=batch: on_step(batch, answer))
+            output = block_generate(
+                model, input_ids, attention_mask, sampler.gen_length, sampler.threshold,
+                tokens_per_pass=max(1, round(sampler.gen_length / sampler.steps)),
+                temperature=sampler.temperature, stop_ids=tuple(stop_ids), generator=generator, on_pass=hook,
+            )  # fmt: skip
+        elif model.config.causal:
             output = ar_generate(
                 model,
                 input_ids,

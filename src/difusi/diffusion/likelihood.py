@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from difusi.autoregressive import answer_nll
+from difusi.diffusion.block import block_answer_nelbo
 from difusi.diffusion.losses import uniform
 from difusi.diffusion.sampler import classifier_free_guidance, eval_mode, model_device
 from difusi.errors import DifusiError
@@ -229,7 +230,8 @@ def score_references(
     """Per SFT example: (summed negative ELBO of its answer in nats, answer tokens scored).
 
     Examples are scored `batch_size` at a time (for the progress bar) from one seeded generator.
-    A causal model's score is its exact negative log-likelihood of the answer instead.
+    A causal model's score is its exact negative log-likelihood of the answer instead; a
+    block-diffusion model's, its block negative ELBO (`block_answer_nelbo`).
     """
     if model.config.causal:
         return [
@@ -238,6 +240,12 @@ def score_references(
         ]
 
     generator = torch.Generator().manual_seed(seed)
+    if model.config.block_size:
+        with eval_mode(model):
+            return [
+                block_answer_nelbo(model, example, mc_num, generator)
+                for example in tqdm(examples, desc="scoring references", unit="row", disable=not progress)
+            ]
     scores = []
     chunks = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
     for chunk in tqdm(chunks, desc="scoring references", unit="batch", disable=not progress):

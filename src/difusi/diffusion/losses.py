@@ -94,8 +94,15 @@ def sft_loss_from_logits(
     """
     # 1. CE / p_mask at each masked position, zero elsewhere                 per_token: [B, T]
     per_token = weighted_masked_ce(logits, targets, masked, p_mask)
+    return normalise_sft_loss(per_token, prompt_lengths, normalization)
+
+
+def normalise_sft_loss(
+    per_token: torch.Tensor, prompt_lengths: torch.Tensor, normalization: SFTNormalization = "answer_length"
+) -> torch.Tensor:
+    """The SFT loss from [B, T] weighted CE (zero where unmasked), normalised as `sft_loss_from_logits` says."""
     # 2. Answer length of each row: the positions after its prompt            answer_lengths: [B]
-    answer_lengths = (~prompt_mask(prompt_lengths, targets.shape[1])).sum(dim=1)
+    answer_lengths = (~prompt_mask(prompt_lengths, per_token.shape[1])).sum(dim=1)
     # 3a. Per row: sum over T / answer length, then the mean over B           loss: []
     if normalization == "answer_length":
         return (per_token.sum(dim=1) / answer_lengths.clamp(min=1)).mean()

@@ -9,7 +9,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from difusi.errors import DifusiError, first_line
-from difusi.io import read_json
+from difusi.io import read_json, write_json
 from difusi.model.configuration_llada import LLaDAConfig
 from difusi.model.modeling_llada import LLaDAModelLM
 from difusi.model.tokenizer import load_tokenizer
@@ -51,16 +51,38 @@ def load_model(
         if getattr(model.config, f"{name}_token_id", None) is None:
             setattr(model.config, f"{name}_token_id", getattr(tokenizer, f"{name}_token_id"))
     if adapter is not None:
-        from peft import PeftModel
-
         if not (Path(adapter) / "adapter_config.json").is_file():
             raise DifusiError(
                 f"{adapter} holds no adapter_config.json; pass the adapter/ dir of a `difusi train` run"
             )
-        model = PeftModel.from_pretrained(model, str(adapter))
+        model = apply_adapter(model, adapter)
         if merge:
             model = model.merge_and_unload()
     return model.to(device).eval(), tokenizer
+
+
+# Beside a PEFT adapter: the attention it was trained with, when that differs from its base's (an
+# adapter trained with the block objective on a bidirectional base), applied before it is attached.
+ATTENTION_FILE = "attention.json"
+ATTENTION_KEYS = ("causal", "block_size")
+
+
+def save_attention(config: LLaDAConfig, adapter_dir: str | Path) -> None:
+    """Record `config`'s attention (causal, block_size) beside an adapter saved from a model with it."""
+    write_json(Path(adapter_dir) / ATTENTION_FILE, {key: getattr(config, key) for key in ATTENTION_KEYS})
+
+
+def apply_adapter(model, adapter: str | Path):
+    """`model` with a PEFT adapter attached (a PeftModel), its attention first set as the adapter's
+    `attention.json` records (adapters saved without one keep their base's)."""
+    from peft import PeftModel
+
+    recorded = Path(adapter) / ATTENTION_FILE
+    if recorded.is_file():
+        for key, value in read_json(recorded).items():
+            if key in ATTENTION_KEYS:
+                setattr(model.config, key, value)
+    return PeftModel.from_pretrained(model, str(adapter))
 
 
 # What a checkpoint folder needs: config, weights, tokenizer (all JSON) and the remote-code files

@@ -13,7 +13,7 @@ from difusi.config import Config, option
 from difusi.errors import DifusiError
 
 METHODS = ("lora", "loraplus", "pissa", "full")
-OBJECTIVES = ("diffusion", "ar")
+OBJECTIVES = ("diffusion", "ar", "block")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -36,7 +36,12 @@ class RunConfig(Config):
     seed: int = option(42, "seed of the data order, initialisation and masking noise")
     objective: str = option(
         "diffusion",
-        "'diffusion' (masked-diffusion loss) or 'ar' (causal model, next-token loss: the AR baseline)",
+        "'diffusion' (masked-diffusion loss), 'ar' (causal model, next-token loss: the AR baseline) or "
+        "'block' (block diffusion: bidirectional inside blocks of --block-size, causal across them)",
+    )
+    block_size: int = option(8, "block size of --objective block (saved in the model's config)")
+    complementary_mask: bool = option(
+        True, "--objective block: train each row with its mask and the complementary one"
     )
     logging_steps: int = option(10, "write metrics.jsonl every N steps")
     save_steps: int = option(100, "write a resumable checkpoint every N steps")
@@ -45,6 +50,8 @@ class RunConfig(Config):
         """Reject bad settings up front, before any model or data is loaded."""
         if self.objective not in OBJECTIVES:
             raise DifusiError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.objective == "block" and self.block_size < 1:
+            raise DifusiError(f"block size {self.block_size} must be at least 1 (the field uses 4 to 32)")
         if self.precision not in PRECISIONS:
             raise DifusiError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not self.out:
@@ -139,7 +146,7 @@ class PretrainConfig(RunConfig):
             )
         if self.ar_steps and self.objective == "ar":
             raise DifusiError(
-                "ar_steps is a warm start for diffusion pretraining; drop it with --objective ar"
+                "ar_steps is a warm start for diffusion or block pretraining; drop it with --objective ar"
             )
         if self.ar_steps and 0 < self.max_steps <= self.ar_steps:
             raise DifusiError(

@@ -7,12 +7,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from peft import PeftModel
 from transformers import GenerationConfig
 
 from difusi.errors import DifusiError, first_line
 from difusi.io import atomic_directory, read_json, write_json
-from difusi.model.loading import load_model, resolve_checkpoint_dir
+from difusi.model.loading import apply_adapter, load_model, resolve_checkpoint_dir
 from difusi.model.tokenizer import load_tokenizer
 
 
@@ -37,7 +36,7 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: torch.
     target_dtype = dtype or model.dtype
     model = model.float()
     try:
-        merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        merged = apply_adapter(model, adapter).merge_and_unload()
     except (ValueError, RuntimeError, KeyError) as error:
         raise DifusiError(f"adapter {adapter} does not fit base {base!r}: {error}".splitlines()[0]) from error
     if (adapter / "tokenizer_config.json").is_file():

@@ -139,6 +139,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         mask_id=ids.mask,
         objective=config.objective,
         ar_steps=config.ar_steps,
+        block_size=config.block_size,
+        complementary_mask=config.complementary_mask,
     )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -157,6 +159,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         "general_tasks": config.general_tasks,
         "held_out": config.held_out,
         "ar_steps": config.ar_steps,
+        "block_size": model.config.block_size,
     }
     save_run(trainer, result.metrics, checkpoint, out / "model", save, {}, details)
     return out

@@ -48,7 +48,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from difusi.diffusion.likelihood import score_references
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory, write_json
-from difusi.model.loading import load_model
+from difusi.model.loading import load_model, save_attention
 from difusi.model.tokenizer import special_token_ids
 from difusi.tuning.adapters import attach_adapter, check_adapter_fits, save_adapter
 from difusi.tuning.config import RunConfig, TrainConfig
@@ -190,6 +190,7 @@ class TrainingRun:
                 model.save_pretrained(staging)
             else:
                 save_adapter(model, config, staging, self.out / PISSA_INITIAL_DIR)
+                save_attention(model.config, staging)
             self.tokenizer.save_pretrained(staging)
 
         save_run(
@@ -264,6 +265,8 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> TrainingRun:
         callbacks=trainer_callbacks(out),
         mask_id=ids.mask,
         objective=config.objective,
+        block_size=config.block_size,
+        complementary_mask=config.complementary_mask,
         loss_normalization=config.loss_normalization,
         loraplus_ratio=config.loraplus_ratio if config.method == "loraplus" else None,
         eval_fn=elbo_eval(test_data, config) if test_data else None,

@@ -16,6 +16,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from difusi.autoregressive import next_token_loss
+from difusi.diffusion.block import block_diffusion_loss
 from difusi.diffusion.losses import pretraining_loss, sft_loss
 from difusi.errors import DifusiError
 from difusi.io import write_text
@@ -42,6 +43,8 @@ class DiffusionTrainer(Trainer):
     it is saved as a causal checkpoint) and the loss is `next_token_loss`, on the answer in SFT
     batches and on every token otherwise. `ar_steps=N` does that for the first N optimizer steps
     only, then turns the model bidirectional for the diffusion loss (an AR warm start).
+    `objective="block"` trains block diffusion (`block_diffusion_loss`, blocks of `block_size`,
+    `complementary_mask`); the model's config records the block size.
 
     `loraplus_ratio` (set for LoRA+) makes create_optimizer build peft's LoRA+ groups, so the
     optimizer is created inside the Trainer as FSDP requires. `eval_fn(model) -> dict` replaces
@@ -55,6 +58,8 @@ class DiffusionTrainer(Trainer):
         mask_id: int,
         objective: str = "diffusion",
         ar_steps: int = 0,
+        block_size: int = 8,
+        complementary_mask: bool = True,
         loss_normalization: str = "answer_length",
         loraplus_ratio: float | None = None,
         eval_fn=None,
@@ -72,6 +77,9 @@ class DiffusionTrainer(Trainer):
                     "`difusi pretrain --objective ar` or use --method full"
                 )
             self.model.config.causal = True  # saved with the model: a causal checkpoint
+        if objective == "block":  # saved with the model (or the adapter): a block-diffusion checkpoint
+            self.model.config.causal, self.model.config.block_size = False, block_size
+        self.block_size, self.complementary_mask = block_size, complementary_mask
         self.loss_normalization = loss_normalization
         self.loraplus_ratio = loraplus_ratio
         self.eval_fn = eval_fn
@@ -90,6 +98,11 @@ class DiffusionTrainer(Trainer):
             self.model.config.causal = causal
         if causal:
             loss = next_token_loss(model, input_ids, inputs.get("prompt_lengths"))
+        elif self.objective == "block":
+            loss = block_diffusion_loss(
+                model, input_ids, self.mask_id, self.block_size, inputs.get("prompt_lengths"), generator,
+                self.complementary_mask, self.loss_normalization,
+            )  # fmt: skip
         elif "prompt_lengths" in inputs:
             loss = sft_loss(
                 model, input_ids, inputs["prompt_lengths"], self.mask_id, generator, self.loss_normalization

@@ -1,0 +1,143 @@
+"""The block-diffusion sampler: blocks left to right over an exact key/value cache, many tokens per pass.
+
+The prompt is prefilled once. Each block starts fully masked and is denoised by passes over the
+block alone, attending to the cache: every pass commits each masked position whose confidence
+reaches `threshold` (at least the most confident one), or the `tokens_per_pass` most confident
+with no threshold. The finished block's keys and values are written clean by the next block's
+first pass (one pass over both blocks), so the cache holds exactly what a full block-causal pass
+over the committed tokens computes: nothing stale. A row that has committed an end-of-text token
+with no mask before it is finished; sampling stops when every row is.
+
+The model must have been trained with the block objective (`config.block_size`); blocks are counted
+from the answer's start, which left padding puts at a multiple of the block size (difusi.diffusion.block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from difusi.diffusion.sampler import answers_complete, eval_mode, gumbel_argmax, model_device
+from difusi.errors import DifusiError
+from difusi.model.configuration_llada import padding_id
+from difusi.model.modeling_llada import KVCache
+
+# on_pass(pass number, the answer area [B, G] after it, mask ids where nothing is committed yet)
+PassHook = Callable[[int, torch.Tensor], None]
+
+
+@torch.inference_mode()
+def block_generate(
+    model,
+    prompt: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    gen_length: int = 128,
+    threshold: float | None = 0.9,
+    tokens_per_pass: int = 1,
+    temperature: float = 0.0,
+    stop_ids: tuple[int, ...] = (),
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    on_pass: PassHook | None = None,
+) -> torch.Tensor:
+    """Generate `gen_length` tokens after a left-padded `prompt` [B, L]; returns [B, L + gen_length].
+
+    `use_cache=False` recomputes the whole sequence on every pass instead (the reference the cached
+    sampler must equal token for token). Positions after a finished row's end are filled with its
+    first stop token. Sampling draws (temperature > 0) come from `generator`.
+    """
+    config = model.config
+    block_size, mask_id = config.block_size, config.mask_token_id
+    if not block_size:
+        raise DifusiError("block_generate needs a block-diffusion model (config block_size); use generate()")
+    if prompt.dim() != 2 or 0 in prompt.shape:
+        raise DifusiError(
+            f"prompt must be a non-empty [batch, length] tensor, got shape {tuple(prompt.shape)}"
+        )
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise DifusiError(f"threshold {threshold} is not a probability; use a value in [0, 1], e.g. 0.9")
+    if gen_length < 1 or tokens_per_pass < 1:
+        raise DifusiError(
+            f"gen_length ({gen_length}) and tokens_per_pass ({tokens_per_pass}) must be positive"
+        )
+    device = model_device(model)
+    B, L0 = prompt.shape
+    # Left-pad the prompt to a whole number of blocks, so every answer starts on a block boundary.
+    pad = -L0 % block_size
+    L = L0 + pad
+    n_blocks = -(-gen_length // block_size)
+    total = L + n_blocks * block_size
+    if total > config.max_sequence_length:
+        raise DifusiError(
+            f"prompt ({L0} tokens) plus gen_length ({gen_length}) in blocks of {block_size} exceeds the "
+            f"model's max_sequence_length {config.max_sequence_length}; shorten one of them"
+        )
+    x = torch.full((B, total), mask_id, dtype=torch.long, device=device)
+    x[:, :pad] = padding_id(config)
+    x[:, pad:L] = prompt.to(device)
+    keep = torch.ones(B, total, dtype=torch.long, device=device)
+    keep[:, :pad] = 0
+    if attention_mask is not None:
+        keep[:, pad:L] = attention_mask.to(device)
+    stops = torch.tensor(stop_ids, dtype=torch.long, device=device)
+
+    cache = KVCache(config.n_layers) if use_cache else None
+    if use_cache:  # prefill: the prompt's keys and values, no logits needed
+        model(
+            x[:, :L],
+            attention_mask=keep[:, :L],
+            kv_cache=cache,
+            logits_positions=torch.arange(0, device=device),
+        )
+    passes, written = 0, L  # `written`: the cache holds clean keys for [0, written)
+    with eval_mode(model):
+        for block in range(n_blocks):
+            start, end = L + block * block_size, L + (block + 1) * block_size
+            while bool((x[:, start:end] == mask_id).any()):
+                # One pass over what the cache lacks: the block just finished (clean) and this one.
+                first = written if use_cache else 0
+                logits = model(
+                    x[:, first:end],
+                    attention_mask=keep[:, :end],
+                    kv_cache=cache,
+                    cache_start=first,
+                    logits_positions=torch.arange(start - first, end - first, device=device),
+                ).logits  # (B, block_size, V)
+                written = start
+                x[:, start:end] = _commit(
+                    x[:, start:end], logits, mask_id, threshold, tokens_per_pass, temperature, generator
+                )
+                passes += 1
+                if on_pass is not None:
+                    on_pass(passes, x[:, L:].clone())
+            if len(stop_ids) and answers_complete(x[:, L:end], mask_id, stops):
+                break
+    answer = _fill_after_stop(x[:, L : L + gen_length], stops)
+    return torch.cat([prompt.to(device), answer], dim=1)
+
+
+def _commit(block, logits, mask_id, threshold, tokens_per_pass, temperature, generator) -> torch.Tensor:
+    """The block [B, S] with its confident masked positions committed: those whose chosen token's
+    probability reaches `threshold` and at least the most confident one per row (no threshold: the
+    `tokens_per_pass` most confident)."""
+    masked = block == mask_id
+    x0 = gumbel_argmax(logits, temperature, generator)  # (B, S)
+    confidence = F.softmax(logits.float(), dim=-1).gather(-1, x0[..., None]).squeeze(-1)
+    confidence = torch.where(masked, confidence, -torch.inf)
+    k = min(tokens_per_pass if threshold is None else 1, block.shape[1])
+    top = torch.zeros_like(masked).scatter_(1, confidence.topk(k, dim=1).indices, True)
+    commit = top if threshold is None else top | (confidence >= threshold)
+    return torch.where(commit & masked, x0, block)
+
+
+def _fill_after_stop(answer: torch.Tensor, stops: torch.Tensor) -> torch.Tensor:
+    """Each row's positions after its first stop token set to that token, as `ar_generate` fills a
+    finished row (what the blocks after it held, or masks where sampling stopped early)."""
+    if len(stops) == 0:
+        return answer
+    is_stop = torch.isin(answer, stops)
+    after = F.pad(is_stop.cumsum(dim=1)[:, :-1] > 0, (1, 0))  # strictly after the first stop
+    first = answer.gather(1, is_stop.int().argmax(dim=1, keepdim=True))
+    return torch.where(after, first.expand_as(answer), answer)
