@@ -84,7 +84,9 @@ def test_forward_process_draws_one_level_per_block_and_never_masks_the_prompt():
     ids = torch.arange(2, 14).view(1, 12)
     blocks = block_ids(torch.tensor([4]), 12, 4)  # prompt 4 tokens, answer blocks 0 and 1
     eligible = torch.arange(12)[None] >= 4
-    noisy, masked, p_mask = block_forward_process(ids, blocks, MASK, torch.Generator().manual_seed(0), eligible)
+    noisy, masked, p_mask = block_forward_process(
+        ids, blocks, MASK, torch.Generator().manual_seed(0), eligible
+    )
     t = uniform((1, 3), torch.Generator().manual_seed(0), ids.device)  # blocks -1, 0, 1
     expected = (1 - MASK_EPS) * t + MASK_EPS
     torch.testing.assert_close(p_mask[0], expected[0].repeat_interleave(4))
@@ -96,7 +98,9 @@ class ConstantLogits(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.config = LLaDAConfig(**{**TINY, "vocab_size": 6, "embedding_size": 6, "mask_token_id": 5}, block_size=2)
+        self.config = LLaDAConfig(
+            **{**TINY, "vocab_size": 6, "embedding_size": 6, "mask_token_id": 5}, block_size=2
+        )
         self.weight = torch.nn.Parameter(torch.zeros(()))
         self.calls = []
 
@@ -113,12 +117,20 @@ def test_block_loss_equals_the_hand_computation():
     ids, prompt_lengths = torch.tensor([[3, 2, 4, 2]]), torch.tensor([1])
     gen = torch.Generator().manual_seed(1)
     _, masked, p_mask = block_forward_process(
-        ids, block_ids(prompt_lengths, 4, 2), 5, torch.Generator().manual_seed(1), torch.tensor([[0, 1, 1, 1]]).bool()
+        ids,
+        block_ids(prompt_lengths, 4, 2),
+        5,
+        torch.Generator().manual_seed(1),
+        torch.tensor([[0, 1, 1, 1]]).bool(),
     )
-    loss = block_diffusion_loss(model, ids, 5, 2, prompt_lengths, gen, complementary=True, normalization="answer_length")
+    loss = block_diffusion_loss(
+        model, ids, 5, 2, prompt_lengths, gen, complementary=True, normalization="answer_length"
+    )
     nll = {2: math.log(2), 4: math.log(6)}  # -log p of each token under the stand-in
     first = sum(nll[int(ids[0, i])] / float(p_mask[0, i]) for i in range(4) if masked[0, i])
-    second = sum(nll[int(ids[0, i])] / (1 - float(p_mask[0, i]) + MASK_EPS) for i in range(1, 4) if not masked[0, i])
+    second = sum(
+        nll[int(ids[0, i])] / (1 - float(p_mask[0, i]) + MASK_EPS) for i in range(1, 4) if not masked[0, i]
+    )
     assert loss.item() == pytest.approx((first / 3 + second / 3) / 2, rel=1e-6)
     # The model saw [x_t; x_0] (the noisy copy without the prompt column) at their own positions.
     inputs, mask, positions = model.calls[0]
@@ -147,15 +159,19 @@ def test_leaving_out_unnoised_columns_changes_no_logit():
     model = block_model(block_size=4)
     ids = torch.randint(2, 90, (2, 12))
     blocks = block_ids(torch.tensor([4, 6]), 12, 4)
-    noisy, _, _ = block_forward_process(ids, blocks, MASK, torch.Generator().manual_seed(0), torch.arange(12) >= 4)
+    noisy, _, _ = block_forward_process(
+        ids, blocks, MASK, torch.Generator().manual_seed(0), torch.arange(12) >= 4
+    )
     full = model(
-        torch.cat([noisy, ids], 1), attention_mask=block_diffusion_mask(blocks), position_ids=torch.arange(12).repeat(2)
+        torch.cat([noisy, ids], 1),
+        attention_mask=block_diffusion_mask(blocks),
+        position_ids=torch.arange(12).repeat(2),
     ).logits
     trimmed = model(
         torch.cat([noisy[:, 4:], ids], 1), attention_mask=block_diffusion_mask(blocks, 4),
         position_ids=torch.cat([torch.arange(4, 12), torch.arange(12)]),
     ).logits  # fmt: skip
-    answer = (torch.arange(4, 12)[None] >= torch.tensor([[4], [6]]))  # the positions a loss scores
+    answer = torch.arange(4, 12)[None] >= torch.tensor([[4], [6]])  # the positions a loss scores
     torch.testing.assert_close(trimmed[:, :8][answer], full[:, 4:12][answer], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(trimmed[:, 8:], full[:, 12:], rtol=1e-5, atol=1e-5)  # the clean copy
 
@@ -196,8 +212,15 @@ def test_cached_sampler_equals_recomputing_everything(threshold, temperature):
     prompt[0, :2], mask[0, :2] = 1, 0  # left padding
     runs = [
         block_generate(
-            model, prompt, mask, 16, threshold, temperature=temperature, stop_ids=(1,),
-            generator=torch.Generator().manual_seed(3), use_cache=use_cache,
+            model,
+            prompt,
+            mask,
+            16,
+            threshold,
+            temperature=temperature,
+            stop_ids=(1,),
+            generator=torch.Generator().manual_seed(3),
+            use_cache=use_cache,
         )  # fmt: skip
         for use_cache in (True, False)
     ]
@@ -233,14 +256,18 @@ def test_threshold_commits_many_tokens_per_pass_and_one_at_least():
     block_generate(model, prompt, gen_length=8, threshold=1.0, on_pass=lambda n, a: counts.append(n))
     assert len(counts) == 8  # nothing reaches 1.0: the most confident one per pass
     counts.clear()
-    block_generate(model, prompt, gen_length=8, threshold=None, tokens_per_pass=4, on_pass=lambda n, a: counts.append(n))
+    block_generate(
+        model, prompt, gen_length=8, threshold=None, tokens_per_pass=4, on_pass=lambda n, a: counts.append(n)
+    )
     assert len(counts) == 2
 
 
 def test_stops_at_end_of_text_and_fills_after_it():
     model = block_model(block_size=4)
     # EOS (id 1) the sure answer everywhere.
-    model.model.transformer.ff_out.register_forward_hook(lambda module, args, out: out.index_fill(-1, torch.tensor([1]), 100.0))
+    model.model.transformer.ff_out.register_forward_hook(
+        lambda module, args, out: out.index_fill(-1, torch.tensor([1]), 100.0)
+    )
     passes = []
     out = block_generate(
         model, torch.randint(2, 90, (2, 5)), gen_length=32, threshold=0.9, stop_ids=(1,),
@@ -276,8 +303,14 @@ def test_padding_positions_change_no_real_token():
 def test_gumbel_noise_uses_the_generator():
     model = block_model()
     prompt = torch.randint(2, 90, (1, 6))
-    a = block_generate(model, prompt, gen_length=8, temperature=1.0, generator=torch.Generator().manual_seed(0))
-    b = block_generate(model, prompt, gen_length=8, temperature=1.0, generator=torch.Generator().manual_seed(0))
-    c = block_generate(model, prompt, gen_length=8, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    a = block_generate(
+        model, prompt, gen_length=8, temperature=1.0, generator=torch.Generator().manual_seed(0)
+    )
+    b = block_generate(
+        model, prompt, gen_length=8, temperature=1.0, generator=torch.Generator().manual_seed(0)
+    )
+    c = block_generate(
+        model, prompt, gen_length=8, temperature=1.0, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert F.one_hot(a[0, 6:], 96).sum(0).max() < 8  # not one token everywhere
