@@ -69,6 +69,7 @@ class DemoConfig:
     seed: int = 42
     seeds: int = 1  # fine-tuning runs per method (seeds seed, seed + 1, ...)
     sweep_gen_length: int = 256  # answer area of the speed-quality sweep (`run_speed_quality`)
+    block_size: int = 8  # block diffusion in the sweep: both bases converted with blocks of this size
 
 
 QUICK_DEMO = DemoConfig(
@@ -359,9 +360,11 @@ def sweep_against_ar_twin(
     limit: int,
     batch_sizes: tuple[int, ...],
     described: str = "Demo's fully fine-tuned diffusion model",
+    block_models: dict[str, Path] | None = None,
 ) -> str:
-    """The sampler sweep of the diffusion model in `diffusion` against the demo's fine-tuned AR twin on
-    the first `limit` test rows; writes speed_quality.json, .md and .png in `result`, returns the .md."""
+    """The sampler sweep of the diffusion model in `diffusion` (and the block-diffusion models in
+    `block_models`, by name) against the demo's fine-tuned AR twin on the first `limit` test rows;
+    writes speed_quality.json, .md and .png in `result`, returns the .md."""
     from difusi.evaluation.evaluate import load_test_rows
     from difusi.evaluation.speed_quality import speed_quality, write_speed_quality
     from difusi.model.loading import load_model
@@ -369,12 +372,20 @@ def sweep_against_ar_twin(
     rows = load_test_rows(out / "data" / "test.parquet", limit)
     model, tokenizer = load_model(diffusion, device="cpu")
     ar_model = load_model(out / "runs" / f"ar-full-seed{config.seed}" / "model", device="cpu")[0]
+    blocks = {name: load_model(path, device="cpu")[0] for name, path in (block_models or {}).items()}
     gen_length = config.sweep_gen_length
-    results = speed_quality(model, tokenizer, rows, ar_model, gen_length, config.block_length, batch_sizes)
+    results = speed_quality(
+        model, tokenizer, rows, ar_model, gen_length, config.block_length, batch_sizes, block_models=blocks
+    )
     header = (
         f"{described} against its AR twin: {len(rows)} test rows, "
         f"{gen_length} generated tokens, block {config.block_length}, CPU."
     )
+    if blocks:
+        header += (
+            f" Block diffusion: {', '.join(blocks)}, each fully fine-tuned with the block objective "
+            f"(blocks of {config.block_size}) for the AR twin's {config.train_steps} steps on the same data."
+        )
     return write_speed_quality(results, len(rows), result, header)
 
 
@@ -382,23 +393,45 @@ def speed_quality_stages(
     out: Path, config: DemoConfig, limit: int, batch_sizes: tuple[int, ...]
 ) -> list[Stage]:
     """The AR twin (the base's architecture made causal; pretrained, then fully fine-tuned, on the
-    same data, steps and tokens as the diffusion runs) and the sampler sweep against it."""
+    same data, steps and tokens as the diffusion runs), block-diffusion conversions of the AR twin's
+    base and of the diffusion base (the same fine-tuning, with the block objective), and the sampler
+    sweep against the AR twin."""
     from difusi.tuning.train import train
 
     diffusion = out / "runs" / f"full-seed{config.seed}" / "model"
     ar_base, ar_run = out / "ar-base", out / "runs" / f"ar-full-seed{config.seed}"
     result = out / "speed-quality"
-    training = training_config(
-        config, ar_run, ar_base / "model", out / "data", "full", config.seed, objective="ar"
-    )
+
+    def fine_tune(label: str, run: Path, base: Path, objective: str) -> Stage:
+        training = training_config(config, run, base, out / "data", "full", config.seed, objective=objective)
+        training = dataclasses.replace(training, block_size=config.block_size)
+        return Stage(label, run / "model", lambda: train(afresh(training)))
+
+    block_runs = {
+        "block from AR twin": out / "runs" / f"block-ar-full-seed{config.seed}",
+        "block from diffusion base": out / "runs" / f"block-diffusion-full-seed{config.seed}",
+    }
+    block_bases = [ar_base / "model", out / "base" / "model"]
     return [
         base_stage(config, ar_base, objective="ar"),
-        Stage("fine-tune the AR twin (full)", ar_run / "model", lambda: train(afresh(training))),
+        fine_tune("fine-tune the AR twin (full)", ar_run, ar_base / "model", "ar"),
+        *(
+            fine_tune(f"fine-tune {name} (full)", run, base, "block")
+            for (name, run), base in zip(block_runs.items(), block_bases, strict=True)
+        ),
         Stage(
             "sweep samplers against the AR twin",
             result / "speed_quality.md",
-            lambda: sweep_against_ar_twin(out, config, diffusion, result, limit, batch_sizes),
-        ),
+            lambda: sweep_against_ar_twin(
+                out,
+                config,
+                diffusion,
+                result,
+                limit,
+                batch_sizes,
+                block_models={name: run / "model" for name, run in block_runs.items()},
+            ),
+        ),  # fmt: skip
     ]
 
 

@@ -7,6 +7,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from difusi.cli import main
 from difusi.evaluation.evaluate import load_test_rows
@@ -54,3 +55,37 @@ def test_cli_writes_json_table_and_plot(tiny_checkpoint, tmp_path, capsys):
     assert (out / "speed_quality.png").stat().st_size > 0
     assert "No AR twin was given." in (out / "speed_quality.md").read_text()
     assert "| exact, 8 steps |" in capsys.readouterr().out
+
+
+def test_block_models_get_their_rows_and_paired_intervals_against_the_ar_twin(tiny_checkpoint, tmp_path):
+    from difusi.evaluation.speed_quality import block_settings, speed_quality_table
+
+    pq.write_table(pa.table(ROWS), tmp_path / "test.parquet")
+    rows = load_test_rows(tmp_path / "test.parquet")
+    model, tokenizer = load_model(str(tiny_checkpoint), device="cpu")
+    block = copy.deepcopy(model)
+    block.config.block_size = 4
+    ar_model = copy.deepcopy(model)
+    ar_model.config.causal = True
+    results = speed_quality(
+        None, tokenizer, rows, ar_model, gen_length=8, batch_sizes=(1,), block_models={"b4": block}
+    )
+    names = [f"b4, {name}" for name in block_settings(8)] + [AR]
+    assert [r.sampler for r in results] == names
+    one_token = next(r for r in results if r.sampler == "b4, 1 token/pass")
+    assert one_token.tokens_per_step <= 1.0 and one_token.answer_tokens_per_pass <= 1.0
+    for row in results[:-1]:
+        assert row.vs_ar is not None and row.vs_ar.low <= row.vs_ar.estimate <= row.vs_ar.high
+        assert row.vs_ar.estimate == pytest.approx(row.chrf_pp - results[-1].chrf_pp)
+    assert results[-1].vs_ar is None
+    assert "| b4, threshold 0.9 |" in speed_quality_table(results)
+
+
+def test_cli_takes_block_models_and_refuses_a_bad_spec(tiny_checkpoint, tmp_path, capsys):
+    pq.write_table(pa.table(ROWS), tmp_path / "test.parquet")
+    base = ["bench", "speed-quality", "--model", str(tiny_checkpoint), "--data", str(tmp_path / "test.parquet"),
+            "--out", str(tmp_path / "sq"), "--gen-length", "8", "--block-length", "8", "--batch-sizes", "1", "--limit", "1"]  # fmt: skip
+    assert main([*base, "--block-model", "nameonly"]) == 2
+    assert "is not NAME=CHECKPOINT[:ADAPTER]" in capsys.readouterr().err
+    assert main([*base, "--block-model", f"b={tiny_checkpoint}"]) == 2  # not a block model
+    assert "is not a block-diffusion model" in capsys.readouterr().err

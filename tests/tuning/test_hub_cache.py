@@ -192,3 +192,21 @@ def test_a_run_killed_with_sigkill_leaves_nothing_the_next_run_keeps(tmp_path):
     with atomic_directory(out) as staging:
         (staging / "done.txt").write_text("ok")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "out"])
+
+
+def test_a_block_adapter_round_trips_through_load_merge_and_the_hub_id(offline_hub, make_config, tmp_path):
+    """An adapter trained with the block objective on a bidirectional hub base: load_model and merge
+    give the block-size model it was trained as, and the merged checkpoint loads as one."""
+    run = train(make_config(base=HUB_ID, max_steps=2, objective="block", block_size=4))
+    recorded = json.loads((run / "adapter" / "attention.json").read_text())
+    assert recorded == {"causal": False, "block_size": 4}
+    model, tokenizer = loading.load_model(HUB_ID, run / "adapter", device="cpu")
+    assert model.config.block_size == 4 and not model.config.causal
+    assert LLaDAModelLM.from_pretrained(offline_hub).config.block_size is None  # the base is unchanged
+    merged = merge_adapter(HUB_ID, run / "adapter", tmp_path / "merged")
+    reloaded = LLaDAModelLM.from_pretrained(merged, dtype=torch.float32)
+    assert json.loads((merged / "config.json").read_text())["block_size"] == 4
+    ids = torch.randint(0, 500, (1, 12))
+    torch.testing.assert_close(
+        reloaded(ids).logits, model.float()(ids).logits, rtol=2e-2, atol=2e-2
+    )  # bf16 merge

@@ -80,10 +80,20 @@ def register_sampling(items: argparse._SubParsersAction) -> None:
 def register_speed_quality(items: argparse._SubParsersAction) -> None:
     parser = items.add_parser(
         "speed-quality",
-        help="diffusion sampler settings and the AR twin on test prompts: tokens/s against chrF++",
+        help="diffusion sampler settings, block-diffusion models and the AR twin on test prompts: "
+        "tokens/s against chrF++",
     )
-    parser.add_argument("--model", required=True, help="diffusion checkpoint (base, or merged/full run)")
+    parser.add_argument(
+        "--model", required=True, help="diffusion or block-diffusion checkpoint (base, or merged/full run)"
+    )
     parser.add_argument("--adapter", help="PEFT adapter for --model")
+    parser.add_argument(
+        "--block-model",
+        action="append",
+        default=[],
+        metavar="NAME=CHECKPOINT[:ADAPTER]",
+        help="a block-diffusion model to add, by name (repeatable), e.g. from-ar=runs/block/model",
+    )
     parser.add_argument("--ar-model", help="the AR twin's checkpoint (`--objective ar`)")
     parser.add_argument("--ar-adapter", help="PEFT adapter for --ar-model")
     parser.add_argument("--data", required=True, help="test.parquet written by `difusi prepare`")
@@ -205,13 +215,30 @@ def run_speed_quality(args: argparse.Namespace) -> None:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = load_test_rows(args.data, args.limit)  # fails before any model loads
+    block_checkpoints = {}
+    for spec in args.block_model:
+        name, _, where = spec.partition("=")
+        if not name or not where:
+            raise DifusiError(
+                f"--block-model {spec!r} is not NAME=CHECKPOINT[:ADAPTER]; e.g. from-ar=runs/b/model"
+            )
+        block_checkpoints[name] = where.split(":", 1) if ":" in where else (where, None)
     model, tokenizer = load_model(args.model, args.adapter, device=device)
+    block_models = {name: load_model(c, a, device=device)[0] for name, (c, a) in block_checkpoints.items()}
+    for name, block_model in block_models.items():
+        if not block_model.config.block_size:
+            raise DifusiError(
+                f"--block-model {name} is not a block-diffusion model; pass an `--objective block` run"
+            )
+    if model.config.block_size:  # a block model given as --model: its block rows, no diffusion sweep
+        block_models, model = {"block": model, **block_models}, None
     ar_model = load_model(args.ar_model, args.ar_adapter, device=device)[0] if args.ar_model else None
     if ar_model is not None and not ar_model.config.causal:
         raise DifusiError(f"{args.ar_model} is not a causal model; pass a `--objective ar` checkpoint")
     results = speed_quality(
-        model, tokenizer, rows, ar_model, args.gen_length, args.block_length, args.batch_sizes
-    )
+        model, tokenizer, rows, ar_model, args.gen_length, args.block_length, args.batch_sizes,
+        block_models=block_models,
+    )  # fmt: skip
     header = (
         f"{len(rows)} test rows, {args.gen_length} tokens, block {args.block_length}, {device}, "
         f"threads {torch.get_num_threads()}"

@@ -1,10 +1,13 @@
-"""Speed against quality on real test prompts: diffusion sampler settings and the AR twin.
+"""Speed against quality on real test prompts: diffusion sampler settings, block-diffusion models
+and the AR twin.
 
 Each sampler setting answers the same test rows at each batch size; quality (chrF++, exact match)
 comes from those answers, speed from their wall time. Tokens/s counts the answer area a sampler
-resolves (rows x gen_length; early stop and AR stop at the end of the answer, which is their gain),
-and tokens per step is that area over the model passes it took. Greedy answers do not depend on
-the batch size (left padding is masked), so quality is reported once per setting.
+resolves (rows x gen_length; early stop, the block sampler and AR stop at the end of the answer,
+which is their gain), tokens per step is that area over the model passes it took, and answer
+tokens per pass counts only the answer tokens (up to and with the end of text) a pass resolves
+per row. Greedy answers do not depend on the batch size (left padding is masked), so quality is
+reported once per setting, with a paired bootstrap interval of its chrF++ minus the AR twin's.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import torch
 
 from difusi.diffusion.sampler import SamplerSettings
-from difusi.evaluation.metrics import CHRF_PP, EXACT_MATCH
+from difusi.evaluation.metrics import CHRF_PP, EXACT_MATCH, PairedDifference, paired_bootstrap_difference
 from difusi.generation import fit_prompt, generate_answers
 from difusi.io import write_json, write_text
 
@@ -44,17 +47,27 @@ def sweep_settings(gen_length: int, block_length: int) -> dict[str, SamplerSetti
     return settings
 
 
+def block_settings(gen_length: int) -> dict[str, SamplerSettings]:
+    """A block-diffusion model's settings, by name: thresholds 0.5-0.9, and one token per pass."""
+    one = SamplerSettings(steps=gen_length, gen_length=gen_length)
+    settings = {f"threshold {tau}": dataclasses.replace(one, threshold=tau) for tau in (0.5, 0.7, 0.9)}
+    settings["1 token/pass"] = one
+    return settings
+
+
 @dataclass(frozen=True)
 class SpeedQuality:
-    """One sampler setting at one batch size."""
+    """One sampler setting at one batch size; `vs_ar` is its chrF++ minus the AR twin's (paired)."""
 
     sampler: str
     batch_size: int
     tokens_per_s: float
     seconds: float
     tokens_per_step: float
+    answer_tokens_per_pass: float
     chrf_pp: float
     exact_match: float
+    vs_ar: PairedDifference | None = None
 
 
 def _count_passes(model) -> tuple[list[int], torch.utils.hooks.RemovableHandle]:
@@ -73,15 +86,19 @@ def speed_quality(
     batch_sizes: Sequence[int] = (1, 8),
     max_length: int = 512,
     settings: dict[str, SamplerSettings] | None = None,
+    block_models: dict[str, object] | None = None,
 ) -> list[SpeedQuality]:
-    """Answer `rows` (prepared test rows) with every setting (and `ar_model`, greedy, when given) at
-    every batch size; see the module docstring for what is measured."""
+    """Answer `rows` (prepared test rows) with every setting of `model` (None: no diffusion rows),
+    every `block_settings` of each of `block_models` (by name), and `ar_model`, greedy, when given,
+    at every batch size; see the module docstring for what is measured."""
     settings = settings or sweep_settings(gen_length, block_length)
     prompts = [fit_prompt(tokenizer, row["input"], max_length - gen_length).ids for row in rows]
-    runners = [(name, model, setting) for name, setting in settings.items()]
+    runners = [(name, model, setting) for name, setting in settings.items()] if model is not None else []
+    for label, block_model in (block_models or {}).items():
+        runners += [(f"{label}, {name}", block_model, s) for name, s in block_settings(gen_length).items()]
     if ar_model is not None:
         runners.append((AR, ar_model, SamplerSettings(steps=gen_length, gen_length=gen_length)))
-    results = []
+    results, scored_by = [], {}
     for name, runner, setting in runners:
         for batch_size in batch_sizes:
             passes, handle = _count_passes(runner)
@@ -95,7 +112,9 @@ def speed_quality(
                 {"generation": text, "reference": row["output"]}
                 for (text, _), row in zip(answers, rows, strict=True)
             ]
+            scored_by[name] = scored
             batches = -(-len(prompts) // batch_size)
+            resolved = sum(min(length + 1, gen_length) for _, length in answers)  # the end of text too
             results.append(
                 SpeedQuality(
                     sampler=name,
@@ -103,10 +122,18 @@ def speed_quality(
                     tokens_per_s=len(prompts) * gen_length / seconds,
                     seconds=seconds,
                     tokens_per_step=batches * gen_length / max(passes[0], 1),
+                    answer_tokens_per_pass=resolved * batches / len(prompts) / max(passes[0], 1),
                     chrf_pp=CHRF_PP(scored),
                     exact_match=EXACT_MATCH(scored),
                 )
             )
+    if AR in scored_by:
+        versus = {
+            name: paired_bootstrap_difference([scored_by[AR]], [scored], CHRF_PP)
+            for name, scored in scored_by.items()
+            if name != AR
+        }
+        results = [dataclasses.replace(row, vs_ar=versus.get(row.sampler)) for row in results]
     return results
 
 
@@ -116,15 +143,20 @@ def speed_quality_table(results: Sequence[SpeedQuality]) -> str:
     header = [
         "sampler",
         "chrF++",
+        "chrF++ - AR twin [95% CI]",
         "exact match %",
         "tokens/step",
+        "answer tokens/pass",
         *(f"tokens/s, batch {b}" for b in batch_sizes),
     ]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for name in dict.fromkeys(row.sampler for row in results):
         by_batch = {row.batch_size: row for row in results if row.sampler == name}
-        first = by_batch[batch_sizes[-1]]
-        cells = [f"{first.chrf_pp:.2f}", f"{first.exact_match:.1f}", f"{first.tokens_per_step:.2f}"]
+        first = by_batch[batch_sizes[0]]
+        versus = first.vs_ar
+        paired = "-" if versus is None else f"{versus.estimate:+.2f} [{versus.low:+.2f}, {versus.high:+.2f}]"
+        cells = [f"{first.chrf_pp:.2f}", paired, f"{first.exact_match:.1f}", f"{first.tokens_per_step:.2f}"]
+        cells += [f"{first.answer_tokens_per_pass:.2f}"]
         cells += [f"{by_batch[b].tokens_per_s:.1f}" for b in batch_sizes]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -139,11 +171,18 @@ def matching_quality(results: Sequence[SpeedQuality], tolerance: float = 1.0) ->
         ar = next((row for row in rows if row.sampler == AR), None)
         if ar is None:
             return "No AR twin was given."
-        close = [row for row in rows if row.sampler != AR and row.chrf_pp >= ar.chrf_pp - tolerance]
+        # Matching: within `tolerance` chrF++, or a paired interval of the difference that holds 0.
+        close = [
+            row
+            for row in rows
+            if row.sampler != AR
+            and (row.chrf_pp >= ar.chrf_pp - tolerance or (row.vs_ar is not None and row.vs_ar.high >= 0))
+        ]
         if not close:
             best = max((row for row in rows if row.sampler != AR), key=lambda row: row.chrf_pp)
             sentences.append(
                 f"Batch {batch_size}: no diffusion setting comes within {tolerance} chrF++ of the AR twin "
+                "(nor holds 0 in its paired interval) "
                 f"({ar.chrf_pp:.2f}); the best, {best.sampler}, reaches {best.chrf_pp:.2f}."
             )
             continue
