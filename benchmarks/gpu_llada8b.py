@@ -9,13 +9,15 @@ Stages (`--stages`, default all, run in this order; each appends to OUT/results.
             Cendol-shaped train/test parquet whose training rows are exactly the run's sequence length
   parity    a small random model's logits: bf16 on the device against fp32 on the CPU, with and
             without left padding (max absolute difference)
-  train     `difusi train --config configs/llada8b-{lora,loraplus,pissa}.yaml` for a few steps at batch 4:
+  train     `difusi train --config configs/llada8b-{lora,loraplus,pissa,block-lora}.yaml` for a few steps at batch 4:
             tokens/s (median over steps after the first two), step time, peak memory, adapter set-up time;
             LoRA with gradient checkpointing on and off (`--train-runs` picks runs, batch-8 ones included)
   profile   torch.profiler over LoRA training steps of the same model, and over one dual-cache sampler
             block at batch 1 (CPU against GPU time): the operations that take the time
   sample    exact sampler (== the reference algorithm's tokens), dual cache, dual cache + threshold 0.9 at
-            256 tokens, block 32, batch 1 and 8: tokens/s and tokens committed per step
+            256 tokens, block 32, batch 1 and 8: tokens/s and tokens committed per step; the block
+            sampler (the same weights made block-causal, blocks of 32, threshold 0.9; its cached tokens
+            == recomputing everything) and AR decoding with its KV cache (the same weights made causal)
   evaluate  `difusi evaluate` of the LoRA adapter on a few test rows
   merge     `difusi merge` of the LoRA adapter: dtype, size and tensor names against the base
 Speeds depend on shapes, not values, except the threshold sampler's: random weights are never
@@ -41,7 +43,9 @@ from safetensors import safe_open
 from tokenizers import models, pre_tokenizers
 from transformers import GenerationConfig, PreTrainedTokenizerFast
 
+from difusi.autoregressive import ar_generate
 from difusi.data.chat_format import build_sft_example
+from difusi.diffusion.block_sampler import block_generate
 from difusi.diffusion.losses import sft_loss
 from difusi.diffusion.reference import reference_generate
 from difusi.diffusion.sampler import generate
@@ -77,8 +81,9 @@ TRAIN_RUNS = {
     "pissa": ("llada8b-pissa", []),
     "lora-b8": ("llada8b-lora", ["--batch-size", "8"]),
     "lora-no-ckpt-b8": ("llada8b-lora", ["--no-gradient-checkpointing", "--batch-size", "8"]),
+    "block-lora": ("llada8b-block-lora", []),
 }
-DEFAULT_TRAIN_RUNS = "lora,lora-no-ckpt,loraplus,pissa"
+DEFAULT_TRAIN_RUNS = "lora,lora-no-ckpt,loraplus,pissa,block-lora"
 
 
 def sizes(preset: str) -> dict:
@@ -349,6 +354,64 @@ def sample(model, run: dict, device: torch.device) -> dict:
         "tokens_per_step": gen / len(steps),
     }
     head.weight.data.div_(64.0)
+    return results | block_and_ar_decoding(model, run, device)
+
+
+def timed(device: torch.device, decode) -> float:
+    synchronize(device)
+    started = time.perf_counter()
+    decode()
+    synchronize(device)
+    return time.perf_counter() - started
+
+
+def block_and_ar_decoding(model, run: dict, device: torch.device) -> dict:
+    """The block sampler (the weights made block-causal, blocks of run["block"], threshold 0.9) and
+    AR decoding with a KV cache (the weights made causal) at run["gen"] tokens, batch 1 and 8."""
+    gen, block = run["gen"], run["block"]
+    results = {}
+    model.config.block_size = block
+    for batch in (1, 8):
+        prompt = torch.randint(0, 126000, (batch, run["prompt"]), device=device)
+        block_generate(model, prompt, gen_length=block)  # warm-up
+        passes = []
+        seconds = timed(
+            device,
+            lambda prompt=prompt, passes=passes: block_generate(
+                model, prompt, gen_length=gen, on_pass=lambda n, a: passes.append(n)
+            ),
+        )
+        results[f"block sampler + threshold 0.9, batch {batch}"] = {
+            "tokens_per_s": batch * gen / seconds, "tokens_per_step": gen / len(passes),
+        }  # fmt: skip
+        if batch == 1:
+            cached = block_generate(model, prompt, gen_length=gen)
+            results["block sampler identical to recomputing"] = bool(
+                torch.equal(cached, block_generate(model, prompt, gen_length=gen, use_cache=False))
+            )
+    head = model.get_output_embeddings()
+    head.weight.data.mul_(64.0)
+    prompt = torch.randint(0, 126000, (1, run["prompt"]), device=device)
+    passes = []
+    seconds = timed(
+        device, lambda: block_generate(model, prompt, gen_length=gen, on_pass=lambda n, a: passes.append(n))
+    )
+    results["block sampler + threshold 0.9, batch 1, head x64 (always confident)"] = {
+        "tokens_per_s": gen / seconds, "tokens_per_step": gen / len(passes),
+    }  # fmt: skip
+    head.weight.data.div_(64.0)
+    model.config.block_size, model.config.causal = None, True
+    for batch in (1, 8):
+        prompt = torch.randint(0, 126000, (batch, run["prompt"]), device=device)
+        ar_generate(model, prompt, gen_length=block)  # warm-up
+        seconds = timed(device, lambda prompt=prompt: ar_generate(model, prompt, gen_length=gen))
+        results[f"AR decoding, KV cache, batch {batch}"] = {
+            "tokens_per_s": batch * gen / seconds,
+            "tokens_per_step": 1.0,
+        }
+    model.config.causal = False
+    for label, value in results.items():
+        print(f"sample {label}: {value}", flush=True)
     return results
 
 

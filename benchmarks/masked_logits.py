@@ -51,7 +51,9 @@ def main() -> None:
                     step(model, ids, eligible, mask_id, masked_only)
                 if round_:
                     seconds[masked_only] += time.perf_counter() - started
-        print(f"{name} (batch {batch} x {length}): masked-only head {seconds[False] / seconds[True]:.2f}x faster")
+        print(
+            f"{name} (batch {batch} x {length}): masked-only head {seconds[False] / seconds[True]:.2f}x faster"
+        )
 
 
 if __name__ == "__main__":

@@ -6,17 +6,18 @@ confident first, until the answer is complete.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from difusi.diffusion.sampler import SamplerSettings, generate, model_device
+from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
-from difusi.generation import decode_answer, stop_token_ids
+from difusi.generation import generate_answers, stop_token_ids
 from difusi.model.tokenizer import encode_chat
 
 MASK_GLYPH = "░"
@@ -62,12 +63,13 @@ class ChatSession:
         except DifusiError:
             self.messages.pop()
             raise
-        device = model_device(self.model)
-        prompt = torch.tensor([ids], device=device)
-        hook = None if on_step is None else (lambda step, x: on_step(step, x[0, len(ids) :].tolist()))
-        generator = torch.Generator(device).manual_seed(self.seed + len(self.messages))
-        out = generate(self.model, prompt, on_step=hook, generator=generator, **asdict(self.sampler))
-        answer, _ = decode_answer(self.tokenizer, out[0, len(ids) :].tolist(), self.stop_ids)
+        steps = itertools.count()
+        hook = None if on_step is None else (lambda _, answers: on_step(next(steps), answers[0].tolist()))
+        # generate_answers decodes as the model was trained: diffusion, block diffusion or AR.
+        [(answer, _)] = generate_answers(
+            self.model, self.tokenizer, [ids], self.sampler, batch_size=1,
+            seed=self.seed + len(self.messages), progress=False, on_step=hook,
+        )  # fmt: skip
         self.messages.append({"role": "assistant", "content": answer})
         return answer
 

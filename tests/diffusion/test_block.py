@@ -28,9 +28,9 @@ TINY = dict(
 MASK = 95
 
 
-def block_model(block_size: int | None = 4, seed: int = 0) -> LLaDAModelLM:
+def block_model(block_size: int | None = 4, seed: int = 0, token_shift: bool = False) -> LLaDAModelLM:
     torch.manual_seed(seed)
-    return LLaDAModelLM(LLaDAConfig(**TINY, block_size=block_size)).eval()
+    return LLaDAModelLM(LLaDAConfig(**TINY, block_size=block_size, token_shift=token_shift)).eval()
 
 
 # --- block-causal attention ---------------------------------------------------------------------
@@ -155,6 +155,38 @@ def test_noisy_blocks_logits_equal_a_plain_block_causal_pass():
         torch.testing.assert_close(both[:, start : start + 4], plain, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("token_shift", [False, True])
+def test_the_block_ce_equals_plain_block_causal_passes_block_by_block(token_shift):
+    """Every token's CE / p_mask from the one [x_t; x_0] pass equals the one computed from a plain
+    block-causal pass over the clean blocks before its block and its noisy block, the way the
+    sampler sees it; with token shift, read one position earlier."""
+    model = block_model(block_size=4, token_shift=token_shift)
+    ids, prompts = torch.randint(2, 90, (2, 14)), torch.tensor([2, 6])
+    per_token, *_ = block_weighted_ce(
+        model, ids, MASK, 4, prompts, torch.Generator().manual_seed(5), token_shift=token_shift
+    )
+    eligible = torch.arange(14)[None] >= prompts[:, None]
+    blocks = block_ids(prompts, 14, 4)
+    noisy, masked, p_mask = block_forward_process(
+        ids, blocks, MASK, torch.Generator().manual_seed(5), eligible
+    )
+    for row in range(2):
+        for block in range(int(blocks[row].max()) + 1):
+            columns = (blocks[row] == block).nonzero().flatten()
+            start, end = int(columns[0]), int(columns[-1]) + 1
+            sequence = torch.cat([ids[row, :start], noisy[row, start:end]])[None]
+            # A plain pass with blocks from position 0 needs the answer on a block boundary: left-pad.
+            pad = -int(prompts[row]) % 4
+            padded = torch.cat([torch.ones(1, pad, dtype=torch.long), sequence], 1)
+            keep = torch.cat([torch.zeros(1, pad, dtype=torch.long), torch.ones_like(sequence)], 1)
+            logits = model(padded, attention_mask=keep).logits[0, pad:]
+            for j in range(start, end):
+                if masked[row, j]:
+                    ce = F.cross_entropy(logits[j - int(token_shift)], ids[row, j]) / p_mask[row, j]
+                    torch.testing.assert_close(per_token[row, j], ce, rtol=1e-4, atol=1e-5)
+    assert torch.equal(per_token > 0, masked)
+
+
 def test_leaving_out_unnoised_columns_changes_no_logit():
     model = block_model(block_size=4)
     ids = torch.randint(2, 90, (2, 12))
@@ -205,8 +237,9 @@ def test_block_weighted_ce_without_prompts_scores_every_token():
 
 @pytest.mark.parametrize("threshold", [None, 0.02, 0.06])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_cached_sampler_equals_recomputing_everything(threshold, temperature):
-    model = block_model(block_size=4)
+@pytest.mark.parametrize("token_shift", [False, True])
+def test_cached_sampler_equals_recomputing_everything(threshold, temperature, token_shift):
+    model = block_model(block_size=4, token_shift=token_shift)
     prompt = torch.randint(2, 90, (3, 7))
     mask = torch.ones_like(prompt)
     prompt[0, :2], mask[0, :2] = 1, 0  # left padding

@@ -65,6 +65,10 @@ def test_shipped_recipes_load():
         "llada8b-lora": "lora",
         "llada8b-loraplus": "loraplus",
         "llada8b-pissa": "pissa",
+        "llada8b-block-lora": "lora",
     }
+    assert (
+        recipes["llada8b-block-lora"].objective == "block" and recipes["llada8b-block-lora"].block_size == 16
+    )
     assert all(r.base == "GSAI-ML/LLaDA-8B-Instruct" and r.max_length == 512 for r in recipes.values())
     assert PretrainConfig.from_yaml(configs / "demo-pretrain.yaml").preset == "demo"

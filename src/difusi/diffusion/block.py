@@ -11,6 +11,7 @@ the clean copy side by side, `[x_t; x_0]`, under one mask, so one pass trains ev
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from difusi.diffusion.losses import (
     MASK_EPS,
@@ -18,7 +19,6 @@ from difusi.diffusion.losses import (
     normalise_sft_loss,
     prompt_mask,
     uniform,
-    weighted_masked_ce,
 )
 
 
@@ -79,6 +79,7 @@ def block_weighted_ce(
     prompt_lengths: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     complementary: bool = False,
+    token_shift: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """CE / p_mask at each masked answer token of a block-noised batch, from one pass over
     `[x_t; x_0]`: ([B', T] zero where unmasked, the rows' input_ids and prompt_lengths, [B'] each).
@@ -86,12 +87,17 @@ def block_weighted_ce(
     Without `prompt_lengths` (pretraining) the whole sequence is the answer. With `complementary`,
     each row comes twice, the second time with the complementary mask (every answer token masked in
     exactly one of the two copies, weighted 1 / (1 - p_mask + eps)), so every token is supervised.
+    With `token_shift` (a model converted from an AR checkpoint, Fast-dLLM v2's choice) a token is
+    predicted at the position before it: a block's first token from the clean last token of the
+    block before, as the AR model predicted it, the others from their noisy neighbours.
     """
     B, T = input_ids.shape
     if prompt_lengths is None:
         prompt_lengths = torch.zeros(B, dtype=torch.long, device=input_ids.device)
     blocks = block_ids(prompt_lengths, T, block_size)
     eligible = ~prompt_mask(prompt_lengths, T)
+    if token_shift:
+        eligible[:, 0] = False  # nothing precedes the first token
     # 1. Noise each block of the answer at its own level                    noisy, masked, p_mask: [B, T]
     noisy, masked, p_mask = block_forward_process(input_ids, blocks, mask_id, generator, eligible)
     # 2. The complementary copy: what the first left clean is masked       [2B, T]
@@ -101,18 +107,35 @@ def block_weighted_ce(
         masked = torch.cat([masked, flipped])
         p_mask = torch.cat([p_mask, 1 - p_mask + MASK_EPS])
         input_ids, blocks, prompt_lengths = (torch.cat([t, t]) for t in (input_ids, blocks, prompt_lengths))
-    # 3. One pass over [x_t; x_0], the noisy copy from the first answer column (no row noises the
-    #    columns before it), both copies at their own positions               logits: [N, V]
+    # 3. Where each token is predicted, as a column of [x_t[:, start:]; x_0]: the noisy copy leaves
+    #    out the columns no row noises                                      predictor: [B', T]
     start = int(prompt_lengths.min())
+    noisy_len = T - start
     positions = torch.arange(T, device=input_ids.device)
+    if token_shift:
+        block_first = F.pad(blocks[:, 1:] != blocks[:, :-1], (1, 0), value=True)
+        predictor = torch.where(block_first, noisy_len + positions - 1, positions - 1 - start)
+    else:
+        predictor = (positions - start).expand_as(masked)
+    rows, columns = masked.nonzero(as_tuple=True)
+    at = (rows, predictor[rows, columns])
+    scored = torch.zeros(masked.shape[0], noisy_len + T, dtype=torch.bool, device=masked.device)
+    scored[at] = True
+    # 4. One pass over both copies at their own positions, the head only where a token is predicted
     logits = model(
         input_ids=torch.cat([noisy[:, start:], input_ids], dim=1),
         attention_mask=block_diffusion_mask(blocks, start),
         position_ids=torch.cat([positions[start:], positions]),
-        logits_positions=torch.cat([masked[:, start:], torch.zeros_like(masked)], dim=1),
-    ).logits
-    # 4. CE / p_mask at the masked tokens                                   [B', T]
-    return weighted_masked_ce(logits, input_ids, masked, p_mask), input_ids, prompt_lengths
+        logits_positions=scored,
+    ).logits  # (N, V), in the order of `scored`'s true columns
+    targets = torch.zeros_like(scored, dtype=torch.long)
+    weights = torch.ones_like(scored, dtype=p_mask.dtype)
+    targets[at], weights[at] = input_ids[masked], p_mask[masked]
+    # 5. CE / p_mask, back at the predicted token's position                 [B', T]
+    ce = torch.zeros_like(weights)
+    ce[scored] = F.cross_entropy(logits.float(), targets[scored], reduction="none") / weights[scored]
+    per_token = torch.where(masked, ce.gather(1, predictor.clamp(min=0)), 0.0)
+    return per_token, input_ids, prompt_lengths
 
 
 def block_diffusion_loss(
@@ -124,11 +147,12 @@ def block_diffusion_loss(
     generator: torch.Generator | None = None,
     complementary: bool = True,
     normalization: SFTNormalization = "answer_length",
+    token_shift: bool = False,
 ) -> torch.Tensor:
     """Block-diffusion training loss (`block_weighted_ce`), normalised as `sft_loss` (per answer
     length, or per token) over the rows of both copies; for pretraining, per sequence length."""
     per_token, input_ids, prompt_lengths = block_weighted_ce(
-        model, input_ids, mask_id, block_size, prompt_lengths, generator, complementary
+        model, input_ids, mask_id, block_size, prompt_lengths, generator, complementary, token_shift
     )
     return normalise_sft_loss(per_token, prompt_lengths, normalization)
 
@@ -143,7 +167,9 @@ def block_answer_nelbo(
     device = next(model.parameters()).device
     input_ids = torch.tensor([example["input_ids"]], device=device).expand(mc_num, -1)
     prompt_lengths = torch.full((mc_num,), example["prompt_length"], device=device)
+    config = model.config
     per_token, *_ = block_weighted_ce(
-        model, input_ids, model.config.mask_token_id, model.config.block_size, prompt_lengths, generator
-    )
+        model, input_ids, config.mask_token_id, config.block_size, prompt_lengths, generator,
+        token_shift=config.token_shift,
+    )  # fmt: skip
     return float(per_token.sum(dim=1).double().mean()), input_ids.shape[1] - example["prompt_length"]

@@ -10,6 +10,7 @@ with no mask before it is finished; sampling stops when every row is.
 
 The model must have been trained with the block objective (`config.block_size`); blocks are counted
 from the answer's start, which left padding puts at a multiple of the block size (difusi.diffusion.block).
+A model with `config.token_shift` predicts each position's token at the position before it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def block_generate(
     first stop token. Sampling draws (temperature > 0) come from `generator`.
     """
     config = model.config
-    block_size, mask_id = config.block_size, config.mask_token_id
+    block_size, mask_id, shift = config.block_size, config.mask_token_id, int(config.token_shift)
     if not block_size:
         raise DifusiError("block_generate needs a block-diffusion model (config block_size); use generate()")
     if prompt.dim() != 2 or 0 in prompt.shape:
@@ -96,14 +97,15 @@ def block_generate(
         for block in range(n_blocks):
             start, end = L + block * block_size, L + (block + 1) * block_size
             while bool((x[:, start:end] == mask_id).any()):
-                # One pass over what the cache lacks: the block just finished (clean) and this one.
-                first = written if use_cache else 0
+                # One pass over what the cache lacks: the block just finished (clean) and this one
+                # (with token shift, from the position before the block: it predicts the first token).
+                first = min(written, start - shift) if use_cache else 0
                 logits = model(
                     x[:, first:end],
                     attention_mask=keep[:, :end],
                     kv_cache=cache,
                     cache_start=first,
-                    logits_positions=torch.arange(start - first, end - first, device=device),
+                    logits_positions=torch.arange(start - shift - first, end - shift - first, device=device),
                 ).logits  # (B, block_size, V)
                 written = start
                 x[:, start:end] = _commit(

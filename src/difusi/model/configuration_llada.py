@@ -52,6 +52,7 @@ class LLaDAConfig(PretrainedConfig):
         use_cache: bool = False,
         causal: bool = False,
         block_size: int | None = None,
+        token_shift: bool = False,
         **kwargs,
     ):
         self.d_model = d_model
@@ -78,9 +79,11 @@ class LLaDAConfig(PretrainedConfig):
         self.mask_token_id = mask_token_id
         self.use_cache = use_cache
         # Not official keys: causal=True turns the same architecture into an autoregressive baseline;
-        # block_size=B into a block-diffusion model (bidirectional inside blocks of B, causal across).
+        # block_size=B into a block-diffusion model (bidirectional inside blocks of B, causal across),
+        # token_shift=True one whose logits at a position predict the next token (converted from AR).
         self.causal = causal
         self.block_size = block_size
+        self.token_shift = token_shift
         # One switch under both names: the official weight_tying and transformers' tie_word_embeddings.
         self.weight_tying = kwargs.pop("tie_word_embeddings", weight_tying)
         super().__init__(

@@ -64,11 +64,12 @@ def load_model(
 # Beside a PEFT adapter: the attention it was trained with, when that differs from its base's (an
 # adapter trained with the block objective on a bidirectional base), applied before it is attached.
 ATTENTION_FILE = "attention.json"
-ATTENTION_KEYS = ("causal", "block_size")
+ATTENTION_KEYS = ("causal", "block_size", "token_shift")
 
 
 def save_attention(config: LLaDAConfig, adapter_dir: str | Path) -> None:
-    """Record `config`'s attention (causal, block_size) beside an adapter saved from a model with it."""
+    """Record `config`'s attention (causal, block_size, token_shift) beside an adapter saved from a
+    model with it."""
     write_json(Path(adapter_dir) / ATTENTION_FILE, {key: getattr(config, key) for key in ATTENTION_KEYS})
 
 

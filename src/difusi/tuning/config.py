@@ -43,6 +43,11 @@ class RunConfig(Config):
     complementary_mask: bool = option(
         True, "--objective block: train each row with its mask and the complementary one"
     )
+    token_shift: bool = option(
+        False,
+        "--objective block: predict each token at the position before it, as an AR model does "
+        "(for a base converted from an AR checkpoint, as Fast-dLLM v2 does; saved in the config)",
+    )
     logging_steps: int = option(10, "write metrics.jsonl every N steps")
     save_steps: int = option(100, "write a resumable checkpoint every N steps")
 
@@ -50,6 +55,8 @@ class RunConfig(Config):
         """Reject bad settings up front, before any model or data is loaded."""
         if self.objective not in OBJECTIVES:
             raise DifusiError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.token_shift and self.objective != "block":
+            raise DifusiError("token_shift applies to --objective block only; drop --token-shift")
         if self.objective == "block" and self.block_size < 1:
             raise DifusiError(f"block size {self.block_size} must be at least 1 (the field uses 4 to 32)")
         if self.precision not in PRECISIONS:

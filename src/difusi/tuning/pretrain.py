@@ -141,6 +141,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         ar_steps=config.ar_steps,
         block_size=config.block_size,
         complementary_mask=config.complementary_mask,
+        token_shift=config.token_shift,
     )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()

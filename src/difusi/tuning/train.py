@@ -267,6 +267,7 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> TrainingRun:
         objective=config.objective,
         block_size=config.block_size,
         complementary_mask=config.complementary_mask,
+        token_shift=config.token_shift,
         loss_normalization=config.loss_normalization,
         loraplus_ratio=config.loraplus_ratio if config.method == "loraplus" else None,
         eval_fn=elbo_eval(test_data, config) if test_data else None,

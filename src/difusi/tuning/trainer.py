@@ -60,6 +60,7 @@ class DiffusionTrainer(Trainer):
         ar_steps: int = 0,
         block_size: int = 8,
         complementary_mask: bool = True,
+        token_shift: bool = False,
         loss_normalization: str = "answer_length",
         loraplus_ratio: float | None = None,
         eval_fn=None,
@@ -78,8 +79,13 @@ class DiffusionTrainer(Trainer):
                 )
             self.model.config.causal = True  # saved with the model: a causal checkpoint
         if objective == "block":  # saved with the model (or the adapter): a block-diffusion checkpoint
-            self.model.config.causal, self.model.config.block_size = False, block_size
-        self.block_size, self.complementary_mask = block_size, complementary_mask
+            config = self.model.config
+            config.causal, config.block_size, config.token_shift = False, block_size, token_shift
+        self.block_size, self.complementary_mask, self.token_shift = (
+            block_size,
+            complementary_mask,
+            token_shift,
+        )
         self.loss_normalization = loss_normalization
         self.loraplus_ratio = loraplus_ratio
         self.eval_fn = eval_fn
@@ -101,7 +107,7 @@ class DiffusionTrainer(Trainer):
         elif self.objective == "block":
             loss = block_diffusion_loss(
                 model, input_ids, self.mask_id, self.block_size, inputs.get("prompt_lengths"), generator,
-                self.complementary_mask, self.loss_normalization,
+                self.complementary_mask, self.loss_normalization, self.token_shift,
             )  # fmt: skip
         elif "prompt_lengths" in inputs:
             loss = sft_loss(
