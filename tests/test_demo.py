@@ -107,6 +107,12 @@ def test_rerun_reuses_every_stage_and_other_settings_are_refused(demo_dir):
     assert console.file.getvalue().count("done earlier, reused") == 16
     with pytest.raises(DifusiError, match="holds a demo run with other settings"):
         run_demo(out, DemoConfig(preset="tiny"), console)
+    # A stamp written before a setting existed counts it at its default: the run is reused.
+    stamp = json.loads((out / "demo-settings.json").read_text())
+    del stamp["block_size"]
+    (out / "demo-settings.json").write_text(json.dumps(stamp))
+    run_demo(out, TINY_DEMO, console)
+    assert console.file.getvalue().count("done earlier, reused") == 32
 
 
 def test_a_stage_cut_short_starts_afresh_and_gives_the_same_run(demo_dir, tmp_path):
@@ -145,8 +151,20 @@ def test_the_ar_twin_sees_the_same_rows_and_steps(demo_dir):
         assert b["objective"] == "ar" and a["objective"] == "diffusion"
         for key in ("steps", "tokens_seen", "sequences", "train_rows"):
             assert a.get(key) == b.get(key), key
+    ar_info = json.loads((out / "runs" / "ar-full-seed42" / "run_info.json").read_text())
+    for start in ("ar", "diffusion"):  # block conversions: the AR twin's steps, rows and tokens
+        run = out / "runs" / f"block-{start}-full-seed42"
+        info = json.loads((run / "run_info.json").read_text())
+        assert info["objective"] == "block"
+        assert [info[k] for k in ("steps", "train_rows")] == [ar_info[k] for k in ("steps", "train_rows")]
+        config = json.loads((run / "model" / "config.json").read_text())
+        assert config["block_size"] == TINY_DEMO.block_size and config["token_shift"] is (start == "ar")
     table = (out / "speed-quality" / "speed_quality.md").read_text()
     assert "| AR twin, KV cache |" in table and "| dual cache + threshold 0.9 |" in table
+    assert (
+        "| block from AR twin, threshold 0.9 |" in table
+        and "| block from diffusion base, 1 token/pass |" in table
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)

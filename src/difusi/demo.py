@@ -303,11 +303,12 @@ def check_settings(out: Path, config: DemoConfig) -> None:
     """Refuse to mix two demo configurations in one directory (stages would be reused wrongly).
 
     Only the number of seeds may grow: a rerun with more seeds adds runs beside the finished ones.
+    A setting the earlier run's stamp lacks (one added to difusi since) counts as its default.
     """
     stamp = out / "demo-settings.json"
     settings = dataclasses.asdict(config)
     if stamp.is_file():
-        earlier = json.loads(stamp.read_text())
+        earlier = dataclasses.asdict(DemoConfig()) | json.loads(stamp.read_text())
         if {**earlier, "seeds": 0} != {**settings, "seeds": 0}:
             raise DifusiError(
                 f"{out} holds a demo run with other settings; pass another --out or delete {out}"
@@ -402,9 +403,9 @@ def speed_quality_stages(
     ar_base, ar_run = out / "ar-base", out / "runs" / f"ar-full-seed{config.seed}"
     result = out / "speed-quality"
 
-    def fine_tune(label: str, run: Path, base: Path, objective: str) -> Stage:
+    def fine_tune(label: str, run: Path, base: Path, objective: str, token_shift: bool = False) -> Stage:
         training = training_config(config, run, base, out / "data", "full", config.seed, objective=objective)
-        training = dataclasses.replace(training, block_size=config.block_size)
+        training = dataclasses.replace(training, block_size=config.block_size, token_shift=token_shift)
         return Stage(label, run / "model", lambda: train(afresh(training)))
 
     block_runs = {
@@ -415,8 +416,8 @@ def speed_quality_stages(
     return [
         base_stage(config, ar_base, objective="ar"),
         fine_tune("fine-tune the AR twin (full)", ar_run, ar_base / "model", "ar"),
-        *(
-            fine_tune(f"fine-tune {name} (full)", run, base, "block")
+        *(  # the AR twin keeps its next-token head (token shift); the diffusion base predicts in place
+            fine_tune(f"fine-tune {name} (full)", run, base, "block", token_shift=base == ar_base / "model")
             for (name, run), base in zip(block_runs.items(), block_bases, strict=True)
         ),
         Stage(

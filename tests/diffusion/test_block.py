@@ -347,3 +347,16 @@ def test_gumbel_noise_uses_the_generator():
     )
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert F.one_hot(a[0, 6:], 96).sum(0).max() < 8  # not one token everywhere
+
+
+def test_log_likelihood_of_a_block_model_is_minus_its_block_nelbo():
+    from difusi.diffusion.likelihood import log_likelihood
+
+    model = block_model(block_size=4)
+    prompt, answer = torch.randint(2, 90, (5,)), torch.randint(2, 90, (7,))
+    value = log_likelihood(
+        model, prompt, answer, mc_num=4, batch_size=4, generator=torch.Generator().manual_seed(0)
+    )
+    example = {"input_ids": torch.cat([prompt, answer]).tolist(), "prompt_length": 5}
+    nelbo, tokens = block_answer_nelbo(model, example, 4, torch.Generator().manual_seed(0))
+    assert tokens == 7 and value == pytest.approx(-nelbo) and value < 0

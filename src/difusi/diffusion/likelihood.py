@@ -93,7 +93,8 @@ def log_likelihood(
 ) -> float:
     """Monte Carlo estimate of log p(answer | prompt) (a lower bound: minus the negative ELBO), as the
     official `get_log_likelihood()`: `mc_num` draws in batches of `batch_size`, k stratified within
-    each batch. `prompt` and `answer` are 1-D token ids; mask_id defaults to the model config's."""
+    each batch. `prompt` and `answer` are 1-D token ids; mask_id defaults to the model config's.
+    A block-diffusion model's estimate is minus its block negative ELBO (`block_answer_nelbo`)."""
     _check_draws(mc_num, batch_size)
     if mc_num % batch_size:
         raise DifusiError(f"mc_num {mc_num} is not a multiple of batch_size {batch_size}; use a multiple")
@@ -101,6 +102,10 @@ def log_likelihood(
     prompt, answer = torch.as_tensor(prompt, dtype=torch.long), torch.as_tensor(answer, dtype=torch.long)
     if answer.dim() != 1 or prompt.dim() != 1 or answer.numel() == 0:
         raise DifusiError("prompt and answer must be 1-D token ids and the answer must not be empty")
+    if model.config.block_size:
+        example = {"input_ids": torch.cat([prompt, answer]).tolist(), "prompt_length": prompt.numel()}
+        with eval_mode(model):
+            return -block_answer_nelbo(model, example, mc_num, generator)[0]
     device = model_device(model)
     targets = torch.cat([prompt, answer]).to(device).expand(batch_size, -1)
     prompt_lengths = torch.full((batch_size,), prompt.numel(), device=device)

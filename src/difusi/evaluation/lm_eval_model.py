@@ -25,6 +25,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm.auto import tqdm
 
+from difusi.diffusion.block_sampler import block_generate
 from difusi.diffusion.likelihood import log_likelihood
 from difusi.diffusion.sampler import SamplerSettings, generate
 from difusi.errors import DifusiError
@@ -126,10 +127,14 @@ class DifusiLM(TemplateLM):
         """LLaDA's greedy check: the sampler at temperature 0, committing one token per step over a
         single block of the continuation's length, reproduces it."""
         length = len(continuation)
-        output = generate(
-            self.model, torch.tensor([context], device=self._device), steps=length, gen_length=length,
-            block_length=length, temperature=0.0, cfg_scale=self.sampler.cfg_scale,
-        )  # fmt: skip
+        prompt = torch.tensor([context], device=self._device)
+        if self.model.config.block_size:  # block by block, one token per pass
+            output = block_generate(self.model, prompt, gen_length=length, threshold=None)
+        else:
+            output = generate(
+                self.model, prompt, steps=length, gen_length=length, block_length=length,
+                temperature=0.0, cfg_scale=self.sampler.cfg_scale,
+            )  # fmt: skip
         return output[0, len(context) :].tolist() == continuation
 
     def _loglikelihood_tokens(
