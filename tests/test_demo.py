@@ -19,6 +19,7 @@ from difusi.demo import (
     DemoConfig,
     copy_shipped_base,
     pretraining_config,
+    run_block_methods,
     run_demo,
     run_speed_quality,
     shipped_base,
@@ -165,6 +166,21 @@ def test_the_ar_twin_sees_the_same_rows_and_steps(demo_dir):
         "| block from AR twin, threshold 0.9 |" in table
         and "| block from diffusion base, 1 token/pass |" in table
     )
+
+
+def test_the_seeds_methods_convert_the_base_to_block_diffusion(demo_dir, tmp_path):
+    out = tmp_path / "demo"
+    shutil.copytree(demo_dir[0], out)
+    report = run_block_methods(out, TINY_DEMO, Console(file=io.StringIO(), width=200)).read_text()
+    for method in METHODS:
+        run = out / "runs" / f"block-diffusion-{method}-seed42"
+        metrics = json.loads((run / "eval" / "metrics.json").read_text())
+        assert metrics["label"] == f"block {method}" and metrics["n"] == TINY_DEMO.test_size
+        assert json.loads((run / "run_info.json").read_text())["objective"] == "block"
+        if method != "full":
+            attention = json.loads((run / "adapter" / "attention.json").read_text())
+            assert attention["block_size"] == TINY_DEMO.block_size and attention["causal"] is False
+    assert "block pissa − block full" in report or "block full − block pissa" in report
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -170,28 +170,53 @@ def training_config(
     )  # fmt: skip
 
 
-def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
-    """The pipeline as an ordered list of stages, each writing under `out`."""
-    from difusi.data.prepare import PrepareConfig
-    from difusi.data.tasks import held_out_sentences, synth_tasks
+def evaluation_config(config: DemoConfig, out: Path):
+    """The EvaluationConfig every demo run is evaluated with (its test set, held-out general text)."""
     from difusi.diffusion.sampler import SamplerSettings
-    from difusi.evaluation.evaluate import EvaluationConfig, evaluate
-    from difusi.tuning.train import train
+    from difusi.evaluation.evaluate import EvaluationConfig
 
-    base = out / "base" / "model"
-    data = out / "data"
-    general_text = out / "general-held-out.txt"
-    probe = out / "general-probe.parquet"
-    evaluation = EvaluationConfig(
+    return EvaluationConfig(
         sampler=SamplerSettings(
             steps=config.gen_length, gen_length=config.gen_length, block_length=config.block_length
         ),
         batch_size=16,
         mc_num=config.eval_mc_num,
         max_length=config.max_length + config.gen_length,
-        general_text=str(general_text),
+        general_text=str(out / "general-held-out.txt"),
         seed=config.seed,
     )
+
+
+def evaluating(label: str, run: Path, base: Path, data: Path, evaluation) -> Stage:
+    """Evaluate a run into run/eval: a label ending in "full" its model/, "base" the base, any other
+    base + the run's adapter/."""
+    from difusi.evaluation.evaluate import evaluate
+
+    full = label.endswith("full")
+    model = run / "model" if full else base
+    adapter = run / "adapter" if not full and label != "base" else None
+    return Stage(
+        f"evaluate {run.name}",
+        run / "eval" / "metrics.json",
+        lambda: evaluate(
+            str(model), data / "test.parquet", run / "eval", str(adapter) if adapter else None,
+            label=label, config=evaluation, progress=False,
+        ),
+    )  # fmt: skip
+
+
+def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
+    """The pipeline as an ordered list of stages, each writing under `out`."""
+    from difusi.data.prepare import PrepareConfig
+    from difusi.data.tasks import held_out_sentences, synth_tasks
+    from difusi.evaluation.evaluate import evaluate
+    from difusi.tuning.train import train
+
+    base = out / "base" / "model"
+    data = out / "data"
+    general_text = out / "general-held-out.txt"
+    probe = out / "general-probe.parquet"
+    evaluation = evaluation_config(config, out)
     probing = dataclasses.replace(evaluation, general_text=None)  # the probe's rows are the measure
     preparation = PrepareConfig(
         embedder="tfidf", clusters=config.clusters, per_cluster=config.per_cluster,
@@ -203,18 +228,6 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
         trained = run / ("model" if method == "full" else "adapter")
         training = training_config(config, run, base, data, method, seed)
         return Stage(f"fine-tune with {method} (seed {seed})", trained, lambda: train(afresh(training)))
-
-    def evaluating(label: str, run: Path) -> Stage:
-        model = run / "model" if label == "full" else base
-        adapter = run / "adapter" if label not in ("full", "base") else None
-        return Stage(
-            f"evaluate {run.name}",
-            run / "eval" / "metrics.json",
-            lambda: evaluate(
-                str(model), data / "test.parquet", run / "eval", str(adapter) if adapter else None,
-                label=label, config=evaluation, progress=False,
-            ),
-        )  # fmt: skip
 
     runs = fine_tuning_runs(out, config)
     held_out = "\n".join(held_out_sentences()[: config.general_rows]) + "\n"
@@ -229,8 +242,8 @@ def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
             lambda: evaluate(str(base), probe, out / "base" / "probe", label="base", config=probing, progress=False),
         ),
         *(fine_tune(run, method, seed) for method, seed, run in runs),
-        evaluating("base", out / "runs" / "base"),
-        *(evaluating(method, run) for method, _, run in runs),
+        evaluating("base", out / "runs" / "base", base, data, evaluation),
+        *(evaluating(method, run, base, data, evaluation) for method, _, run in runs),
         Stage("write the comparison report", out / "report" / "report.md", lambda: write_demo_report(out, config)),
     ]  # fmt: skip
 
@@ -434,6 +447,63 @@ def speed_quality_stages(
             ),
         ),  # fmt: skip
     ]
+
+
+def block_method_runs(out: Path, config: DemoConfig) -> list[tuple[str, Path]]:
+    """(method, run directory) of the seed's methods converting the diffusion base to block diffusion
+    (the full one is also the speed-quality sweep's "block from diffusion base")."""
+    return [(method, out / "runs" / f"block-diffusion-{method}-seed{config.seed}") for method in METHODS]
+
+
+def block_method_stages(out: Path, config: DemoConfig) -> list[Stage]:
+    """Full fine-tuning, LoRA, LoRA+ and PiSSA each convert the demo's diffusion base to block
+    diffusion (the D2F question: can an adapter teach a bidirectional model block decoding?) with
+    the demo's fine-tuning settings, are evaluated on its test set with the block sampler
+    (threshold 0.9, `sweep_gen_length` tokens: an answer ends at its end of text), and compared in
+    a report with paired verdicts."""
+    from difusi.diffusion.sampler import SamplerSettings
+    from difusi.evaluation.report import load_groups, write_report
+    from difusi.tuning.train import train
+
+    base, data = out / "base" / "model", out / "data"
+    gen_length = config.sweep_gen_length
+    evaluation = dataclasses.replace(
+        evaluation_config(config, out),
+        sampler=SamplerSettings(steps=gen_length, gen_length=gen_length, block_length=gen_length, threshold=0.9),
+        max_length=config.max_length + gen_length,
+    )  # fmt: skip
+    runs = block_method_runs(out, config)
+    stages = []
+    for method, run in runs:
+        training = training_config(config, run, base, data, method, config.seed, objective="block")
+        training = dataclasses.replace(training, block_size=config.block_size)
+        trained = run / ("model" if method == "full" else "adapter")
+        stages.append(Stage(f"fine-tune block {method}", trained, lambda t=training: train(afresh(t))))
+    stages += [evaluating(f"block {method}", run, base, data, evaluation) for method, run in runs]
+    report = out / "block-report"
+    stages.append(
+        Stage(
+            "write the block-objective report",
+            report / "report.md",
+            lambda: write_report(load_groups([run for _, run in runs]), report),
+        )
+    )
+    return stages
+
+
+def run_block_methods(
+    out: str | Path, config: DemoConfig = DemoConfig(), console: Console | None = None
+) -> Path:
+    """After `run_demo` in `out`: the seed's methods on the block objective; returns the report."""
+    console = console or Console()
+    out = Path(out)
+    if not (out / "base" / "model").exists() or not (out / "data").exists():
+        raise DifusiError(f"{out} holds no finished demo; run `difusi demo --out {out}` (same options) first")
+    check_settings(out, config)
+    run_stages(block_method_stages(out, config), console)
+    report = out / "block-report" / "report.md"
+    console.print(f"Block-objective report: {report}")
+    return report
 
 
 def run_speed_quality(

@@ -1,4 +1,5 @@
-"""`difusi demo --out DIR [--quick] [--seeds N] [--pretrain] [--speed-quality]`: the seed's experiment in miniature,
+"""`difusi demo --out DIR [--quick] [--seeds N] [--pretrain] [--speed-quality] [--block-methods]`: the
+seed's experiment in miniature,
 offline on CPU (the README's main command)."""
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--speed-quality",
         action="store_true",
-        help="after the demo: pretrain and fine-tune its AR twin, then sweep the samplers against it",
+        help="after the demo: fine-tune its AR twin and block-diffusion conversions of both bases, "
+        "then sweep the samplers against the AR twin",
+    )
+    parser.add_argument(
+        "--block-methods",
+        action="store_true",
+        help="after the demo: full fine-tuning, LoRA, LoRA+ and PiSSA each convert the base to block "
+        "diffusion; evaluated and compared with paired verdicts",
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from difusi.demo import QUICK_DEMO, DemoConfig, run_demo, run_speed_quality
+    from difusi.demo import QUICK_DEMO, DemoConfig, run_block_methods, run_demo, run_speed_quality
     from difusi.errors import DifusiError
 
     if args.seeds < 1:
@@ -38,3 +46,5 @@ def run(args: argparse.Namespace) -> None:
     run_demo(args.out, config)
     if args.speed_quality:
         run_speed_quality(args.out, config)
+    if args.block_methods:
+        run_block_methods(args.out, config)

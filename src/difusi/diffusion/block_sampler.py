@@ -6,7 +6,8 @@ reaches `threshold` (at least the most confident one), or the `tokens_per_pass` 
 with no threshold. The finished block's keys and values are written clean by the next block's
 first pass (one pass over both blocks), so the cache holds exactly what a full block-causal pass
 over the committed tokens computes: nothing stale. A row that has committed an end-of-text token
-with no mask before it is finished; sampling stops when every row is.
+with no mask before it is finished (its decoded answer is final: nothing before its end changes
+any more); sampling stops as soon as every row is, inside a block too.
 
 The model must have been trained with the block objective (`config.block_size`); blocks are counted
 from the answer's start, which left padding puts at a multiple of the block size (difusi.diffusion.block).
@@ -20,7 +21,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from difusi.diffusion.sampler import answers_complete, eval_mode, gumbel_argmax, model_device
+from difusi.diffusion.sampler import ended_rows, eval_mode, gumbel_argmax, model_device
 from difusi.errors import DifusiError
 from difusi.model.configuration_llada import padding_id
 from difusi.model.modeling_llada import KVCache
@@ -96,7 +97,14 @@ def block_generate(
     with eval_mode(model):
         for block in range(n_blocks):
             start, end = L + block * block_size, L + (block + 1) * block_size
-            while bool((x[:, start:end] == mask_id).any()):
+            while True:
+                # A row needs more passes while its block holds masks and its answer has not ended.
+                pending = (x[:, start:end] == mask_id).any(dim=1)
+                ended = (
+                    ended_rows(x[:, L:end], mask_id, stops) if len(stop_ids) else torch.zeros_like(pending)
+                )
+                if not bool((pending & ~ended).any()):
+                    break
                 # One pass over what the cache lacks: the block just finished (clean) and this one
                 # (with token shift, from the position before the block: it predicts the first token).
                 first = min(written, start - shift) if use_cache else 0
@@ -114,7 +122,7 @@ def block_generate(
                 passes += 1
                 if on_pass is not None:
                     on_pass(passes, x[:, L:].clone())
-            if len(stop_ids) and answers_complete(x[:, L:end], mask_id, stops):
+            if bool(ended.all()):
                 break
     answer = _fill_after_stop(x[:, L : L + gen_length], stops)
     return torch.cat([prompt.to(device), answer], dim=1)

@@ -328,11 +328,17 @@ def generate(
 
 def answers_complete(answer: torch.Tensor, mask_id: int, end_ids: torch.Tensor) -> bool:
     """True when every row of `answer` [B, G] holds an end token with no mask before its first one."""
+    return bool(ended_rows(answer, mask_id, end_ids).all())
+
+
+def ended_rows(answer: torch.Tensor, mask_id: int, end_ids: torch.Tensor) -> torch.Tensor:
+    """[B] bool: the rows of `answer` [B, G] that hold an end token with no mask before its first one
+    (their decoded answer is final)."""
     positions = torch.arange(answer.shape[1], device=answer.device)
     beyond = answer.shape[1]
     first_end = torch.where(torch.isin(answer, end_ids), positions, beyond).min(dim=1).values
     first_mask = torch.where(answer == mask_id, positions, beyond).min(dim=1).values
-    return bool(((first_end < beyond) & (first_mask > first_end)).all())
+    return (first_end < beyond) & (first_mask > first_end)
 
 
 def _commit(x, x0, chosen, committable, columns, counts) -> torch.Tensor:
