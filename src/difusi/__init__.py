@@ -4,7 +4,8 @@ The public API, one import away (the README's "Python API" section shows them to
 
 - load: `load_model` (model and tokenizer, optionally a PEFT adapter), `LLaDAModelLM`, `LLaDAConfig`
 - prompt: `render_chat` (the LLaDA-Instruct chat template), `encode_chat` (its token ids)
-- generate: `SamplerSettings`, `generate` (token ids), `generate_text` / `generate_answers` (decoded)
+- generate: `SamplerSettings`, `generate` (token ids), `block_generate` (a block-diffusion model's token
+  ids), `generate_text` / `generate_answers` (decoded, with the sampler the model was trained for)
 - score: `log_likelihood` (one answer), `dataset_elbo` (SFT examples)
 - train: `TrainConfig`, `train`;  evaluate: `EvaluationConfig`, `evaluate`
 
@@ -18,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time `__getattr__` imports on demand
+    from difusi.diffusion.block_sampler import block_generate
     from difusi.diffusion.likelihood import dataset_elbo, log_likelihood
     from difusi.diffusion.sampler import SamplerSettings, generate
     from difusi.evaluation.evaluate import EvaluationConfig, evaluate
@@ -32,6 +34,7 @@ __version__ = "0.1.0"
 
 # Each public name and the module that defines it.
 _LAZY = {
+    "block_generate": "difusi.diffusion.block_sampler",
     "dataset_elbo": "difusi.diffusion.likelihood",
     "log_likelihood": "difusi.diffusion.likelihood",
     "SamplerSettings": "difusi.diffusion.sampler",
@@ -56,6 +59,7 @@ __all__ = [  # spelled out (not derived from _LAZY) so linters and IDEs read it 
     "SamplerSettings",
     "TrainConfig",
     "__version__",
+    "block_generate",
     "dataset_elbo",
     "encode_chat",
     "evaluate",

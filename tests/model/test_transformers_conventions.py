@@ -229,6 +229,17 @@ def test_eager_equals_sdpa_and_its_attention_rows_sum_to_one_over_unmasked_keys(
     torch.testing.assert_close(from_sdpa[real_rows], out.attentions[1][real_rows], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("overrides", [{"causal": True}, {"block_size": 3}])
+def test_eager_keeps_the_attention_pattern_without_padding(overrides):
+    ids = torch.randint(2, 95, (2, 9))
+    sdpa, eager = tiny_model(**overrides), tiny_model(**overrides, attn_implementation="eager")
+    torch.testing.assert_close(eager(ids).logits, sdpa(ids).logits, rtol=1e-5, atol=1e-5)
+    weights = eager(ids, output_attentions=True).attentions[0]
+    q, k = torch.arange(9)[:, None], torch.arange(9)[None, :]
+    hidden = k > q if "causal" in overrides else k // 3 > q // 3
+    assert torch.all(weights[:, :, hidden] == 0)
+
+
 def test_attn_implementation_of_from_pretrained_and_set_attn_implementation(saved):
     model = LLaDAModelLM.from_pretrained(saved, attn_implementation="eager")
     assert model.config._attn_implementation == "eager"

@@ -172,8 +172,10 @@ def attention_bias(
     query_start: int,
     query_len: int,
     key_len: int,
+    materialize: bool = False,
 ) -> torch.Tensor | None:
-    """Additive SDPA mask [B | 1, 1, T_q, T_keys]; None when nothing is hidden.
+    """Additive SDPA mask [B | 1, 1, T_q, T_keys]; None when nothing is hidden or SDPA's own causal
+    flag does the job (unless `materialize`: the eager path has no such flag).
 
     `attention_mask` is [B, T_keys] (1 real, 0 padded key) or, as in transformers, a 4-D
     [B, 1, T_q, T_keys] mask used as given (bool: True attends; float: added to the scores).
@@ -189,7 +191,7 @@ def attention_bias(
         structured = causal or block_size is not None
         plain_causal = causal and query_start == 0 and query_len == key_len
         unpadded = attention_mask is None or bool(attention_mask[:, :key_len].all())
-        if unpadded and (not structured or plain_causal):
+        if unpadded and (not structured or (plain_causal and not materialize)):
             return None  # SDPA's own is_causal flag (or nothing) does the job, on its fastest path
         device = attention_mask.device if attention_mask is not None else None
         keep = torch.ones(1, 1, 1, key_len, dtype=torch.bool, device=device)
@@ -313,8 +315,10 @@ class LLaDAModelLM(PreTrainedModel):
             cos, sin = cos[position_ids], sin[position_ids]  # (T, hd) or (B, T, hd)
             if cos.dim() == 3:
                 cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
-        bias = attention_bias(attention_mask, x.dtype, config.causal, block_size, cache_start, T, key_len)
         eager = config._attn_implementation == "eager" or bool(output_attentions)
+        bias = attention_bias(
+            attention_mask, x.dtype, config.causal, block_size, cache_start, T, key_len, eager
+        )
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for layer, block in enumerate(transformer.blocks):
