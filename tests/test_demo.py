@@ -166,6 +166,13 @@ def test_the_ar_twin_sees_the_same_rows_and_steps(demo_dir):
         "| block from AR twin, threshold 0.9 |" in table
         and "| block from diffusion base, 1 token/pass |" in table
     )
+    every_row = json.loads((out / "speed-quality-block" / "speed_quality.json").read_text())
+    assert every_row["rows"] == TINY_DEMO.test_size  # the block models and the AR twin on every test row
+    assert {r["sampler"] for r in every_row["results"]} == {
+        f"block from {start}, {setting}"
+        for start in ("AR twin", "diffusion base")
+        for setting in ("threshold 0.5", "threshold 0.7", "threshold 0.9", "1 token/pass")
+    } | {"AR twin, KV cache"}
 
 
 def test_the_seeds_methods_convert_the_base_to_block_diffusion(demo_dir, tmp_path):

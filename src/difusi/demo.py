@@ -369,23 +369,23 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), console: Consol
 def sweep_against_ar_twin(
     out: Path,
     config: DemoConfig,
-    diffusion: Path,
+    diffusion: Path | None,
     result: Path,
     limit: int,
     batch_sizes: tuple[int, ...],
     described: str = "Demo's fully fine-tuned diffusion model",
     block_models: dict[str, Path] | None = None,
 ) -> str:
-    """The sampler sweep of the diffusion model in `diffusion` (and the block-diffusion models in
-    `block_models`, by name) against the demo's fine-tuned AR twin on the first `limit` test rows;
-    writes speed_quality.json, .md and .png in `result`, returns the .md."""
+    """The sampler sweep of the diffusion model in `diffusion` (None: none) and the block-diffusion
+    models in `block_models` (by name) against the demo's fine-tuned AR twin on the first `limit` test
+    rows (None: all); writes speed_quality.json, .md and .png in `result`, returns the .md."""
     from difusi.evaluation.evaluate import load_test_rows
     from difusi.evaluation.speed_quality import speed_quality, write_speed_quality
     from difusi.model.loading import load_model
 
     rows = load_test_rows(out / "data" / "test.parquet", limit)
-    model, tokenizer = load_model(diffusion, device="cpu")
-    ar_model = load_model(out / "runs" / f"ar-full-seed{config.seed}" / "model", device="cpu")[0]
+    ar_model, tokenizer = load_model(out / "runs" / f"ar-full-seed{config.seed}" / "model", device="cpu")
+    model = load_model(diffusion, device="cpu")[0] if diffusion is not None else None
     blocks = {name: load_model(path, device="cpu")[0] for name, path in (block_models or {}).items()}
     gen_length = config.sweep_gen_length
     results = speed_quality(
@@ -394,6 +394,8 @@ def sweep_against_ar_twin(
     header = (
         f"{described} against its AR twin: {len(rows)} test rows, "
         f"{gen_length} generated tokens, block {config.block_length}, CPU."
+        if model is not None
+        else f"Block diffusion against the AR twin: {len(rows)} test rows, {gen_length} generated tokens, CPU."
     )
     if blocks:
         header += (
@@ -426,6 +428,7 @@ def speed_quality_stages(
         "block from diffusion base": out / "runs" / f"block-diffusion-full-seed{config.seed}",
     }
     block_bases = [ar_base / "model", out / "base" / "model"]
+    blocks = {name: run / "model" for name, run in block_runs.items()}
     return [
         base_stage(config, ar_base, objective="ar"),
         fine_tune("fine-tune the AR twin (full)", ar_run, ar_base / "model", "ar"),
@@ -437,15 +440,17 @@ def speed_quality_stages(
             "sweep samplers against the AR twin",
             result / "speed_quality.md",
             lambda: sweep_against_ar_twin(
-                out,
-                config,
-                diffusion,
-                result,
-                limit,
-                batch_sizes,
-                block_models={name: run / "model" for name, run in block_runs.items()},
+                out, config, diffusion, result, limit, batch_sizes, block_models=blocks
             ),
-        ),  # fmt: skip
+        ),
+        # The block models are fast enough to meet the AR twin on every test row: intervals that decide.
+        Stage(
+            "block diffusion against the AR twin on every test row",
+            out / "speed-quality-block" / "speed_quality.md",
+            lambda: sweep_against_ar_twin(
+                out, config, None, out / "speed-quality-block", None, batch_sizes, block_models=blocks
+            ),
+        ),
     ]
 
 
@@ -513,13 +518,17 @@ def run_speed_quality(
     limit: int = 16,
     batch_sizes: tuple[int, ...] = (1, 8),
 ) -> Path:
-    """After `run_demo` in `out`: the AR twin and the speed-quality sweep; returns the table's path."""
+    """After `run_demo` in `out`: the AR twin, the block conversions, the speed-quality sweep on
+    `limit` test rows and the block models against the AR twin on every row; returns the last table."""
     console = console or Console()
     out = Path(out)
     if not (out / "runs" / f"full-seed{config.seed}" / "model").exists():
         raise DifusiError(f"{out} holds no finished demo; run `difusi demo --out {out}` (same options) first")
     check_settings(out, config)
     run_stages(speed_quality_stages(out, config, limit, batch_sizes), console)
-    table = out / "speed-quality" / "speed_quality.md"
-    console.print(table.read_text(encoding="utf-8"), soft_wrap=True, markup=False)
+    for table in (
+        out / "speed-quality" / "speed_quality.md",
+        out / "speed-quality-block" / "speed_quality.md",
+    ):
+        console.print(table.read_text(encoding="utf-8"), soft_wrap=True, markup=False)
     return table

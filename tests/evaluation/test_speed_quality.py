@@ -89,3 +89,26 @@ def test_cli_takes_block_models_and_refuses_a_bad_spec(tiny_checkpoint, tmp_path
     assert "is not NAME=CHECKPOINT[:ADAPTER]" in capsys.readouterr().err
     assert main([*base, "--block-model", f"b={tiny_checkpoint}"]) == 2  # not a block model
     assert "is not a block-diffusion model" in capsys.readouterr().err
+
+
+def test_matching_quality_says_how_a_setting_compares():
+    from difusi.evaluation.metrics import PairedDifference
+    from difusi.evaluation.speed_quality import SpeedQuality
+
+    def row(name, chrf, speed, interval=None):
+        vs_ar = None if interval is None else PairedDifference(chrf - 60.0, *interval, 0.5)
+        return SpeedQuality(name, 1, speed, 1.0, 1.0, 1.0, chrf, 0.0, vs_ar)
+
+    ar = row(AR, 60.0, 100.0)
+    close = matching_quality([row("a", 59.5, 150.0, (-2.0, 1.0)), ar])
+    assert close == (
+        "Batch 1: a matches the AR twin's quality within 1.0 chrF++: chrF++ 59.50 against 60.00, "
+        "at 1.50x its speed (150.0 against 100.0 tokens/s)."
+    )
+    unsure = matching_quality([row("b", 55.0, 200.0, (-12.0, 1.5)), ar])
+    assert (
+        "b is not significantly worse than the AR twin on these rows (paired 95% interval [-12.00, +1.50]"
+        in unsure
+    )
+    worse = matching_quality([row("c", 50.0, 300.0, (-14.0, -6.0)), ar])
+    assert worse.endswith("the best, c, reaches 50.00.")
