@@ -188,6 +188,11 @@ def test_the_seeds_methods_convert_the_base_to_block_diffusion(demo_dir, tmp_pat
             attention = json.loads((run / "adapter" / "attention.json").read_text())
             assert attention["block_size"] == TINY_DEMO.block_size and attention["causal"] is False
     assert "block pissa − block full" in report or "block full − block pissa" in report
+    against = json.loads((out / "block-report" / "against-ar-twin" / "speed_quality.json").read_text())
+    assert against["rows"] == TINY_DEMO.test_size
+    names = {r["sampler"] for r in against["results"]}
+    assert {f"block {m}, threshold 0.9" for m in METHODS} | {"AR twin, KV cache"} <= names
+    assert all(r["vs_ar"] is not None for r in against["results"] if r["sampler"] != "AR twin, KV cache")
 
 
 @pytest.mark.parametrize("method", METHODS)

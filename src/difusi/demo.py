@@ -371,13 +371,13 @@ def sweep_against_ar_twin(
     config: DemoConfig,
     diffusion: Path | None,
     result: Path,
-    limit: int,
+    limit: int | None,
     batch_sizes: tuple[int, ...],
     described: str = "Demo's fully fine-tuned diffusion model",
-    block_models: dict[str, Path] | None = None,
+    block_models: dict[str, tuple[Path, Path | None]] | None = None,
 ) -> str:
     """The sampler sweep of the diffusion model in `diffusion` (None: none) and the block-diffusion
-    models in `block_models` (by name) against the demo's fine-tuned AR twin on the first `limit` test
+    models in `block_models` (name -> checkpoint and adapter or None) against the demo's fine-tuned AR twin on the first `limit` test
     rows (None: all); writes speed_quality.json, .md and .png in `result`, returns the .md."""
     from difusi.evaluation.evaluate import load_test_rows
     from difusi.evaluation.speed_quality import speed_quality, write_speed_quality
@@ -386,7 +386,7 @@ def sweep_against_ar_twin(
     rows = load_test_rows(out / "data" / "test.parquet", limit)
     ar_model, tokenizer = load_model(out / "runs" / f"ar-full-seed{config.seed}" / "model", device="cpu")
     model = load_model(diffusion, device="cpu")[0] if diffusion is not None else None
-    blocks = {name: load_model(path, device="cpu")[0] for name, path in (block_models or {}).items()}
+    blocks = {name: load_model(c, a, device="cpu")[0] for name, (c, a) in (block_models or {}).items()}
     gen_length = config.sweep_gen_length
     results = speed_quality(
         model, tokenizer, rows, ar_model, gen_length, config.block_length, batch_sizes, block_models=blocks
@@ -399,14 +399,14 @@ def sweep_against_ar_twin(
     )
     if blocks:
         header += (
-            f" Block diffusion: {', '.join(blocks)}, each fully fine-tuned with the block objective "
+            f" Block diffusion: {', '.join(blocks)}, each fine-tuned with the block objective "
             f"(blocks of {config.block_size}) for the AR twin's {config.train_steps} steps on the same data."
         )
     return write_speed_quality(results, len(rows), result, header)
 
 
 def speed_quality_stages(
-    out: Path, config: DemoConfig, limit: int, batch_sizes: tuple[int, ...]
+    out: Path, config: DemoConfig, limit: int | None, batch_sizes: tuple[int, ...]
 ) -> list[Stage]:
     """The AR twin (the base's architecture made causal; pretrained, then fully fine-tuned, on the
     same data, steps and tokens as the diffusion runs), block-diffusion conversions of the AR twin's
@@ -428,7 +428,7 @@ def speed_quality_stages(
         "block from diffusion base": out / "runs" / f"block-diffusion-full-seed{config.seed}",
     }
     block_bases = [ar_base / "model", out / "base" / "model"]
-    blocks = {name: run / "model" for name, run in block_runs.items()}
+    blocks = {name: (run / "model", None) for name, run in block_runs.items()}
     return [
         base_stage(config, ar_base, objective="ar"),
         fine_tune("fine-tune the AR twin (full)", ar_run, ar_base / "model", "ar"),
@@ -465,7 +465,8 @@ def block_method_stages(out: Path, config: DemoConfig) -> list[Stage]:
     diffusion (the D2F question: can an adapter teach a bidirectional model block decoding?) with
     the demo's fine-tuning settings, are evaluated on its test set with the block sampler
     (threshold 0.9, `sweep_gen_length` tokens: an answer ends at its end of text), and compared in
-    a report with paired verdicts."""
+    a report with paired verdicts; then each against the AR twin (fine-tuned here if the
+    speed-quality stages have not) on every test row, speed and quality."""
     from difusi.diffusion.sampler import SamplerSettings
     from difusi.evaluation.report import load_groups, write_report
     from difusi.tuning.train import train
@@ -478,7 +479,8 @@ def block_method_stages(out: Path, config: DemoConfig) -> list[Stage]:
         max_length=config.max_length + gen_length,
     )  # fmt: skip
     runs = block_method_runs(out, config)
-    stages = []
+    ar_twin = speed_quality_stages(out, config, None, (1, 8))[:2]  # its base and fine-tuning (reused)
+    stages = list(ar_twin)
     for method, run in runs:
         training = training_config(config, run, base, data, method, config.seed, objective="block")
         training = dataclasses.replace(training, block_size=config.block_size)
@@ -491,6 +493,19 @@ def block_method_stages(out: Path, config: DemoConfig) -> list[Stage]:
             "write the block-objective report",
             report / "report.md",
             lambda: write_report(load_groups([run for _, run in runs]), report),
+        )
+    )
+    blocks = {
+        f"block {method}": (run / "model", None) if method == "full" else (base, run / "adapter")
+        for method, run in runs
+    }
+    stages.append(
+        Stage(
+            "block methods against the AR twin on every test row",
+            report / "against-ar-twin" / "speed_quality.md",
+            lambda: sweep_against_ar_twin(
+                out, config, None, report / "against-ar-twin", None, (1, 8), block_models=blocks
+            ),
         )
     )
     return stages
@@ -507,6 +522,8 @@ def run_block_methods(
     check_settings(out, config)
     run_stages(block_method_stages(out, config), console)
     report = out / "block-report" / "report.md"
+    against = out / "block-report" / "against-ar-twin" / "speed_quality.md"
+    console.print(against.read_text(encoding="utf-8"), soft_wrap=True, markup=False)
     console.print(f"Block-objective report: {report}")
     return report
 
