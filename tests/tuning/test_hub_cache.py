@@ -199,7 +199,7 @@ def test_a_block_adapter_round_trips_through_load_merge_and_the_hub_id(offline_h
     give the block-size model it was trained as, and the merged checkpoint loads as one."""
     run = train(make_config(base=HUB_ID, max_steps=2, objective="block", block_size=4))
     recorded = json.loads((run / "adapter" / "attention.json").read_text())
-    assert recorded == {"causal": False, "block_size": 4}
+    assert recorded == {"causal": False, "block_size": 4, "token_shift": False}
     model, tokenizer = loading.load_model(HUB_ID, run / "adapter", device="cpu")
     assert model.config.block_size == 4 and not model.config.causal
     assert LLaDAModelLM.from_pretrained(offline_hub).config.block_size is None  # the base is unchanged

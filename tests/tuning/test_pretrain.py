@@ -129,7 +129,7 @@ def test_an_ar_warm_start_trains_causally_then_switches_to_diffusion(tmp_path):
     assert json.loads((tmp_path / "warm" / "run_info.json").read_text())["ar_steps"] == 2
     with pytest.raises(DifusiError, match="^ar_steps 4 leaves no step of max_steps 4 for the diffusion loss"):
         pretrain(PretrainConfig(out=str(tmp_path / "x"), preset="tiny", max_steps=4, ar_steps=4))
-    with pytest.raises(DifusiError, match="^ar_steps is a warm start for diffusion pretraining"):
+    with pytest.raises(DifusiError, match="^ar_steps is a warm start for diffusion or block pretraining"):
         pretrain(
             PretrainConfig(out=str(tmp_path / "x"), preset="tiny", max_steps=4, ar_steps=2, objective="ar")
         )
