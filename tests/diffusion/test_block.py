@@ -360,3 +360,12 @@ def test_log_likelihood_of_a_block_model_is_minus_its_block_nelbo():
     example = {"input_ids": torch.cat([prompt, answer]).tolist(), "prompt_length": 5}
     nelbo, tokens = block_answer_nelbo(model, example, 4, torch.Generator().manual_seed(0))
     assert tokens == 7 and value == pytest.approx(-nelbo) and value < 0
+
+
+def test_a_model_that_prefers_the_mask_token_still_finishes():
+    model = block_model(block_size=4)
+    model.model.transformer.ff_out.register_forward_hook(
+        lambda module, args, out: out.index_fill(-1, torch.tensor([MASK]), 100.0)
+    )
+    out = block_generate(model, torch.randint(2, 90, (2, 5)), gen_length=8, temperature=1.0)
+    assert out.shape == (2, 13) and not (out[:, 5:] == MASK).any()

@@ -133,6 +133,7 @@ def _commit(block, logits, mask_id, threshold, tokens_per_pass, temperature, gen
     probability reaches `threshold` and at least the most confident one per row (no threshold: the
     `tokens_per_pass` most confident)."""
     masked = block == mask_id
+    logits[..., mask_id] = -torch.inf  # never "commit" a mask: each pass must make progress
     x0 = gumbel_argmax(logits, temperature, generator)  # (B, S)
     confidence = F.softmax(logits.float(), dim=-1).gather(-1, x0[..., None]).squeeze(-1)
     confidence = torch.where(masked, confidence, -torch.inf)
