@@ -58,7 +58,7 @@ class DiffusionTrainer(Trainer):
         mask_id: int,
         objective: str = "diffusion",
         ar_steps: int = 0,
-        block_size: int = 8,
+        block_size: int = 4,
         complementary_mask: bool = True,
         token_shift: bool = False,
         loss_normalization: str = "answer_length",
