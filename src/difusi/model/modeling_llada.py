@@ -327,23 +327,18 @@ class LLaDAModelLM(PreTrainedModel):
                 hidden_states.append(x)
             if output_attentions:
                 attentions.append(weights)
-        labels_at = labels
-        if logits_positions is not None:
-            select = (
-                (lambda t: t[logits_positions])
-                if logits_positions.dtype == torch.bool
-                else (lambda t: t[:, logits_positions])
+        if logits_positions is not None:  # the same positions of the hidden states and the labels
+            index = (
+                logits_positions if logits_positions.dtype == torch.bool else (slice(None), logits_positions)
             )
-            x = select(x)
-            labels_at = select(labels) if labels is not None else None
+            x = x[index]
+            labels = labels[index] if labels is not None else None
         logits = transformer.ff_out(transformer.ln_f(x))  # (B, T, V), (B, P, V) or (N, V)
         if config.scale_logits:
             logits = logits * (1.0 / math.sqrt(config.d_model))
         loss = None
         if labels is not None:
-            loss = self.loss_function(
-                logits, labels_at, logits.shape[-1], num_items_in_batch=num_items_in_batch
-            )
+            loss = self.loss_function(logits, labels, logits.shape[-1], num_items_in_batch=num_items_in_batch)
         output = MaskedLMOutput(
             loss=loss,
             logits=logits,

@@ -81,11 +81,9 @@ class DiffusionTrainer(Trainer):
         if objective == "block":  # saved with the model (or the adapter): a block-diffusion checkpoint
             config = self.model.config
             config.causal, config.block_size, config.token_shift = False, block_size, token_shift
-        self.block_size, self.complementary_mask, self.token_shift = (
-            block_size,
-            complementary_mask,
-            token_shift,
-        )
+        self.block_size = block_size
+        self.complementary_mask = complementary_mask
+        self.token_shift = token_shift
         self.loss_normalization = loss_normalization
         self.loraplus_ratio = loraplus_ratio
         self.eval_fn = eval_fn
