@@ -20,6 +20,7 @@ from difusi.diffusion.block import (
 from difusi.diffusion.block_sampler import block_generate
 from difusi.diffusion.losses import MASK_EPS, uniform
 from difusi.errors import DifusiError
+from difusi.model.modeling_llada import KVCache, attention_bias
 
 TINY = dict(
     d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, mlp_hidden_size=64, vocab_size=96, embedding_size=96,
@@ -54,6 +55,36 @@ def test_default_stays_fully_bidirectional():
     changed = ids.clone()
     changed[0, -1] = 3
     assert not torch.allclose(model(ids).logits[0, 0], model(changed).logits[0, 0])
+
+
+def test_a_mask_is_built_only_where_the_structure_or_padding_hides_a_key():
+    hidden = torch.finfo(torch.float32).min
+    # A block's own pass over the cache (queries 8..11, keys 0..11) hides nothing: no mask at all.
+    assert attention_bias(None, torch.float32, False, 4, 8, 4, 12) is None
+    assert attention_bias(torch.ones(1, 12), torch.float32, False, 4, 8, 4, 12) is None
+    # Two blocks at once (queries 4..11): block 1's queries must not see block 2's keys 8..11.
+    both = attention_bias(None, torch.float32, False, 4, 4, 8, 12)
+    assert both.shape == (1, 1, 8, 12)
+    assert (both[0, 0, :4, 8:] == hidden).all() and (both[0, 0, :4, :8] == 0).all()
+    assert (both[0, 0, 4:] == 0).all()
+    # Padding alone still needs one: padded keys hidden from every query.
+    padded = attention_bias(torch.tensor([[0, 1, 1, 1]]), torch.float32, False, 4, 0, 4, 4)
+    assert (padded[0, 0, :, 0] == hidden).all() and (padded[0, 0, :, 1:] == 0).all()
+    # Causal: a decoding step (query 5 over keys 0..5) hides nothing; two queries hide one key.
+    assert attention_bias(None, torch.float32, True, None, 5, 1, 6) is None
+    two = attention_bias(None, torch.float32, True, None, 4, 2, 6)
+    assert two[0, 0, 0, 5] == hidden and (two[0, 0, 0, :5] == 0).all() and (two[0, 0, 1] == 0).all()
+
+
+def test_causal_decoding_steps_without_a_mask_equal_the_full_pass():
+    model = block_model(block_size=None)
+    model.config.causal = True
+    ids = torch.randint(2, 90, (1, 6))
+    full = model(ids).logits
+    cache = KVCache(model.config.n_layers)
+    model(ids[:, :3], kv_cache=cache)
+    steps = [model(ids[:, p : p + 1], kv_cache=cache, cache_start=p).logits[:, 0] for p in range(3, 6)]
+    torch.testing.assert_close(torch.stack(steps, dim=1), full[:, 3:], rtol=1e-5, atol=1e-5)
 
 
 # --- the objective -------------------------------------------------------------------------------
@@ -263,8 +294,6 @@ def test_cached_sampler_equals_recomputing_everything(threshold, temperature, to
 
 def test_cached_pass_sees_exactly_what_a_full_pass_computes():
     """The cache after a block equals a fresh block-causal pass over the committed tokens."""
-    from difusi.model.modeling_llada import KVCache
-
     model = block_model(block_size=4)
     prompt = torch.randint(2, 90, (1, 8))
     passes = []

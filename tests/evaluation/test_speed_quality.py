@@ -81,6 +81,42 @@ def test_block_models_get_their_rows_and_paired_intervals_against_the_ar_twin(ti
     assert "| b4, threshold 0.9 |" in speed_quality_table(results)
 
 
+def test_repeats_interleave_the_settings_and_keep_each_ones_fastest_run(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    import difusi.evaluation.speed_quality as module
+
+    pq.write_table(pa.table(ROWS), tmp_path / "test.parquet")
+    rows = load_test_rows(tmp_path / "test.parquet")
+    model, tokenizer = load_model(str(tiny_checkpoint), device="cpu")
+    block = copy.deepcopy(model)
+    block.config.block_size = 4
+    ar_model = copy.deepcopy(model)
+    ar_model.config.causal = True
+    once = speed_quality(
+        None, tokenizer, rows, ar_model, gen_length=8, batch_sizes=(1,), block_models={"b": block}
+    )
+    calls, answer = [], module.generate_answers
+
+    def counted(runner, *args, **kwargs):
+        calls.append(runner)
+        return answer(runner, *args, **kwargs)
+
+    # A fake clock: the first round's runs take 3 s each, the second's 1 s.
+    ticks = iter([0, 3] * len(once) + [0, 1] * len(once))
+    monkeypatch.setattr(module, "generate_answers", counted)
+    monkeypatch.setattr(module.time, "perf_counter", lambda: next(ticks))
+    twice = speed_quality(
+        None, tokenizer, rows, ar_model, gen_length=8, batch_sizes=(1,), block_models={"b": block}, repeats=2
+    )
+    n = len(once)
+    assert calls == [block] * (n - 1) + [ar_model] + [block] * (n - 1) + [ar_model]  # round after round
+    assert [r.seconds for r in twice] == [1] * n
+    assert [(r.sampler, r.chrf_pp, r.answer_tokens_per_pass) for r in twice] == [
+        (r.sampler, r.chrf_pp, r.answer_tokens_per_pass) for r in once
+    ]
+
+
 def test_cli_takes_block_models_and_refuses_a_bad_spec(tiny_checkpoint, tmp_path, capsys):
     pq.write_table(pa.table(ROWS), tmp_path / "test.parquet")
     base = ["bench", "speed-quality", "--model", str(tiny_checkpoint), "--data", str(tmp_path / "test.parquet"),

@@ -102,6 +102,9 @@ def register_speed_quality(items: argparse._SubParsersAction) -> None:
     parser.add_argument("--block-length", type=int, default=32, help="semi-autoregressive block (default 32)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="default 1 8")
     parser.add_argument("--limit", type=int, default=16, help="test rows answered (default 16)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="timed runs per setting, interleaved, best kept (default 1)"
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.set_defaults(func=run_speed_quality)
 
@@ -237,11 +240,11 @@ def run_speed_quality(args: argparse.Namespace) -> None:
         raise DifusiError(f"{args.ar_model} is not a causal model; pass a `--objective ar` checkpoint")
     results = speed_quality(
         model, tokenizer, rows, ar_model, args.gen_length, args.block_length, args.batch_sizes,
-        block_models=block_models,
+        block_models=block_models, repeats=args.repeats,
     )  # fmt: skip
     header = (
         f"{len(rows)} test rows, {args.gen_length} tokens, block {args.block_length}, {device}, "
-        f"threads {torch.get_num_threads()}"
+        f"threads {torch.get_num_threads()}, best of {args.repeats} interleaved timings"
     )
     print(write_speed_quality(results, len(rows), args.out, header))
     print(f"written {args.out}/speed_quality.json, .md and .png")

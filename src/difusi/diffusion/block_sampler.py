@@ -134,12 +134,17 @@ def _commit(block, logits, mask_id, threshold, tokens_per_pass, temperature, gen
     `tokens_per_pass` most confident)."""
     masked = block == mask_id
     logits[..., mask_id] = -torch.inf  # never "commit" a mask: each pass must make progress
-    x0 = gumbel_argmax(logits, temperature, generator)  # (B, S)
-    confidence = F.softmax(logits.float(), dim=-1).gather(-1, x0[..., None]).squeeze(-1)
-    confidence = torch.where(masked, confidence, -torch.inf)
+    probs = F.softmax(logits.float(), dim=-1)
+    if temperature == 0:
+        confidence, x0 = probs.max(dim=-1)  # (B, S) each: the argmax and its probability
+    else:
+        x0 = gumbel_argmax(logits, temperature, generator)
+        confidence = probs.gather(-1, x0[..., None]).squeeze(-1)
+    confidence = confidence.masked_fill(~masked, -torch.inf)
     k = min(tokens_per_pass if threshold is None else 1, block.shape[1])
-    top = torch.zeros_like(masked).scatter_(1, confidence.topk(k, dim=1).indices, True)
-    commit = top if threshold is None else top | (confidence >= threshold)
+    commit = torch.zeros_like(masked).scatter_(1, confidence.topk(k, dim=1).indices, True)
+    if threshold is not None:
+        commit |= confidence >= threshold  # -inf where committed already: never reaches it
     return torch.where(commit & masked, x0, block)
 
 

@@ -23,9 +23,7 @@ class LLaDARMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in float32, cast back, then scale: the reference order, which matters in bf16.
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        return self.weight * F.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype)
 
 
 def rotary_cos_sin(
@@ -68,7 +66,15 @@ class LLaDABlock(GradientCheckpointingLayer):
 
     def __init__(self, config: LLaDAConfig):
         super().__init__()
-        self.config = config
+        # Plain attributes, read on every pass: a transformers config's attribute lookup is slow
+        # enough to cost a quarter of a small model's decoding step.
+        self.n_heads, self.n_kv_heads, self.head_dim = (
+            config.n_heads,
+            config.num_key_value_heads,
+            config.head_dim,
+        )
+        self.scale = 1.0 / math.sqrt(config.head_dim)
+        self.rope_full_precision = config.rope_full_precision
         d, kv = config.d_model, config.num_key_value_heads * config.head_dim
         self.attn_norm = LLaDARMSNorm(d, config.rms_norm_eps)
         self.q_proj = nn.Linear(d, d, bias=False)
@@ -80,19 +86,17 @@ class LLaDABlock(GradientCheckpointingLayer):
         self.up_proj = nn.Linear(d, config.ffn_size, bias=False)
         self.ff_out = nn.Linear(config.ffn_size, d, bias=False)
 
-    def attention(self, x, cos, sin, attn_bias, kv_cache, layer, cache_start, eager):
-        cfg = self.config
-        B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        k = self.k_proj(x).view(B, T, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
-        q = apply_rotary_pos_emb(q, cos, sin, cfg.rope_full_precision)
-        k = apply_rotary_pos_emb(k, cos, sin, cfg.rope_full_precision)
+    def attention(self, x, cos, sin, attn_bias, kv_cache, layer, cache_start, eager, is_causal):
+        B, T, d = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q = apply_rotary_pos_emb(q, cos, sin, self.rope_full_precision)
+        k = apply_rotary_pos_emb(k, cos, sin, self.rope_full_precision)
         if kv_cache is not None:
             k, v = kv_cache.update(layer, cache_start, k, v)  # (B, nkv, T_keys, hd)
-        scale = 1.0 / math.sqrt(cfg.head_dim)
         if eager:
-            y, weights = eager_attention(q, k, v, attn_bias, scale)
+            y, weights = eager_attention(q, k, v, attn_bias, self.scale)
         else:
             y, weights = (
                 F.scaled_dot_product_attention(
@@ -100,18 +104,21 @@ class LLaDABlock(GradientCheckpointingLayer):
                     k,
                     v,
                     attn_mask=attn_bias,
-                    is_causal=cfg.causal and attn_bias is None,  # bias is None only for plain causal passes
-                    scale=scale,
-                    enable_gqa=cfg.num_key_value_heads != cfg.n_heads,
+                    is_causal=is_causal,
+                    scale=self.scale,
+                    enable_gqa=self.n_kv_heads != self.n_heads,
                 ),
                 None,
             )
-        return self.attn_out(y.transpose(1, 2).reshape(B, T, cfg.d_model)), weights
+        return self.attn_out(y.transpose(1, 2).reshape(B, T, d)), weights
 
-    def forward(self, x, cos, sin, attn_bias=None, kv_cache=None, layer=0, cache_start=0, eager=False):
-        """(x + attention + MLP, attention weights or None); the weights only when `eager`."""
+    def forward(
+        self, x, cos, sin, attn_bias=None, kv_cache=None, layer=0, cache_start=0, eager=False, is_causal=False
+    ):
+        """(x + attention + MLP, attention weights or None); the weights only when `eager`.
+        `is_causal` asks SDPA for its own causal mask (queries and keys the same positions, no bias)."""
         attended, weights = self.attention(
-            self.attn_norm(x), cos, sin, attn_bias, kv_cache, layer, cache_start, eager
+            self.attn_norm(x), cos, sin, attn_bias, kv_cache, layer, cache_start, eager, is_causal
         )
         x = x + attended
         h = self.ff_norm(x)
@@ -174,8 +181,9 @@ def attention_bias(
     key_len: int,
     materialize: bool = False,
 ) -> torch.Tensor | None:
-    """Additive SDPA mask [B | 1, 1, T_q, T_keys]; None when nothing is hidden or SDPA's own causal
-    flag does the job (unless `materialize`: the eager path has no such flag).
+    """Additive SDPA mask [B | 1, 1, T_q, T_keys]; None when nothing is hidden (a decoding step's
+    queries see every key) or SDPA's own causal flag does the job (unless `materialize`: the eager
+    path has no such flag).
 
     `attention_mask` is [B, T_keys] (1 real, 0 padded key) or, as in transformers, a 4-D
     [B, 1, T_q, T_keys] mask used as given (bool: True attends; float: added to the scores).
@@ -188,11 +196,15 @@ def attention_bias(
             return attention_mask.to(dtype)
         keep = attention_mask
     else:
-        structured = causal or block_size is not None
+        # Causal or block-causal structure hides a key only beyond the first query's position or block.
+        last_visible = query_start if causal else math.inf
+        if block_size is not None:
+            last_visible = min(last_visible, (query_start // block_size + 1) * block_size - 1)
+        structured = key_len - 1 > last_visible
         plain_causal = causal and query_start == 0 and query_len == key_len
         unpadded = attention_mask is None or bool(attention_mask[:, :key_len].all())
         if unpadded and (not structured or (plain_causal and not materialize)):
-            return None  # SDPA's own is_causal flag (or nothing) does the job, on its fastest path
+            return None  # nothing hidden, or SDPA's own is_causal flag does the job on its fastest path
         device = attention_mask.device if attention_mask is not None else None
         keep = torch.ones(1, 1, 1, key_len, dtype=torch.bool, device=device)
         if attention_mask is not None:
@@ -202,7 +214,7 @@ def attention_bias(
             k_pos = torch.arange(key_len, device=device)[None, :]
             if causal:
                 keep = keep & (k_pos <= q_pos)
-            if block_size is not None:
+            if block_size is not None and not causal:  # causal already hides every later block
                 keep = keep & (k_pos // block_size <= q_pos // block_size)
     # A large finite negative (not -inf) keeps all-padding rows finite, as the reference does.
     bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
@@ -321,8 +333,10 @@ class LLaDAModelLM(PreTrainedModel):
         )
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
+        # With no bias, SDPA's causal flag is needed only where the causal structure hides keys.
+        is_causal = config.causal and bias is None and key_len > cache_start + 1
         for layer, block in enumerate(transformer.blocks):
-            x, weights = block(x, cos, sin, bias, kv_cache, layer, cache_start, eager)
+            x, weights = block(x, cos, sin, bias, kv_cache, layer, cache_start, eager, is_causal)
             if output_hidden_states:
                 hidden_states.append(x)
             if output_attentions:
