@@ -115,6 +115,7 @@ def test_run_directory_and_eval_elbo(make_config, sft_data_with_test, tiny_check
     assert f"{truncated} of 16 training rows exceed max_length 64: their answers were cut" in caplog.text
     out = run.out
     assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",  # the run's lock file: unlocked, it holds the last run's pid
         "adapter",
         "checkpoints",
         "config.yaml",

@@ -30,12 +30,8 @@ from difusi.model.presets import build_checkpoint, get_preset
 from difusi.model.tokenizer import special_token_ids
 from difusi.tuning.config import PretrainConfig
 from difusi.tuning.data import sft_collator
-from difusi.tuning.train import (
-    resume_checkpoint,
-    save_run,
-    trainer_callbacks,
-    training_arguments,
-)
+from difusi.tuning.run_directory import claim_run
+from difusi.tuning.train import run_trainer, save_run, trainer_callbacks, training_arguments
 from difusi.tuning.trainer import DiffusionTrainer
 
 
@@ -105,7 +101,22 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
             f"seq_len {config.seq_len} exceeds preset {config.preset!r}'s maximum {preset.max_sequence_length}"
         )
     out = Path(config.out)
-    checkpoint = resume_checkpoint(out, resume)
+    args = training_arguments(config, out)
+    lock, start = claim_run(out, resume, "model", config, args)
+    if start.complete:
+        return out
+    try:
+        _pretrain(config, out, args, start.checkpoint)
+    except BaseException:
+        if lock is not None:
+            lock.release(discard=True)
+        raise
+    if lock is not None:
+        lock.release()
+    return out
+
+
+def _pretrain(config: PretrainConfig, out: Path, args, checkpoint: str | None) -> None:
     texts = read_corpus(config.corpus)
     if config.held_out:
         if config.held_out >= len(texts):
@@ -124,7 +135,6 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         blocks += general_sft_examples(tokenizer, config.general_tasks, config.seq_len, config.seed)
         collator = sft_collator(ids.pad)
 
-    args = training_arguments(config, out)
     out.mkdir(parents=True, exist_ok=True)
     if args.process_index == 0:  # under accelerate every process runs this
         config.to_yaml(out / "config.yaml")
@@ -145,7 +155,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    train_metrics = run_trainer(trainer, checkpoint)
 
     def save(model, staging: Path) -> None:
         model.save_pretrained(staging)
@@ -162,5 +172,4 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         "ar_steps": config.ar_steps,
         "block_size": model.config.block_size,
     }
-    save_run(trainer, result.metrics, checkpoint, out / "model", save, {}, details)
-    return out
+    save_run(trainer, train_metrics, checkpoint, out / "model", save, {}, details)

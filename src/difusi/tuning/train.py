@@ -15,8 +15,12 @@ Features:
     trained weights stay fp32. Optional gradient checkpointing of the transformer blocks.
   - Checkpointing: a resumable Trainer checkpoint every `save_steps` in OUT/checkpoints; the final
     adapter (or model) is written atomically.
-  - Resume: `--resume` continues the run in OUT from its last checkpoint (optimizer, scheduler, data
-    order and masking noise included); a run directory is never overwritten without it.
+  - Resume: `--resume` is safe to pass always (a scheduler's relaunch): it continues the run in OUT
+    from its last whole checkpoint (optimizer, scheduler, data order and masking noise included),
+    starts from the beginning when there is none, and does nothing on a finished run; a killed run
+    ends, after one relaunch, with the uninterrupted run's adapter. A run directory is never
+    overwritten without it, and a live run's directory is locked against a second run
+    (difusi.tuning.run_directory).
   - Distributed: through accelerate (DDP, FSDP, DeepSpeed); only the main process writes files.
   - Logging: OUT/metrics.jsonl (loss, learning rate per group, tokens/s, wall time, test-set ELBO
     every `eval_steps`, before the first and after the last step), TensorBoard, run_info.json.
@@ -28,7 +32,8 @@ Run directory (what evaluation reads):
                    adapter set-up time
   config.yaml      the resolved TrainConfig
   tensorboard/     TensorBoard event files
-  checkpoints/     resumable Trainer checkpoints
+  checkpoints/     resumable Trainer checkpoints (each marked whole once written)
+  .lock            the lock a live run holds (the kernel frees it when the run ends or dies)
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
 
 from difusi.diffusion.likelihood import score_references
 from difusi.errors import DifusiError
@@ -53,7 +59,8 @@ from difusi.model.tokenizer import special_token_ids
 from difusi.tuning.adapters import attach_adapter, check_adapter_fits, save_adapter
 from difusi.tuning.config import RunConfig, TrainConfig
 from difusi.tuning.data import SFTData, load_sft_data, sft_collator, split_path
-from difusi.tuning.trainer import DiffusionTrainer, MetricsCallback
+from difusi.tuning.run_directory import CheckpointMarker, RunLock, claim_run, training_finished
+from difusi.tuning.trainer import DiffusionTrainer, MetricsCallback, evaluated_at
 
 PISSA_INITIAL_DIR = "pissa_initial_adapter"
 logger = logging.getLogger(__name__)
@@ -62,19 +69,6 @@ logger = logging.getLogger(__name__)
 def use_bf16(precision: str) -> bool:
     """'auto' means bf16 on a GPU and fp32 on CPU."""
     return precision == "bf16" or (precision == "auto" and torch.cuda.is_available())
-
-
-def resume_checkpoint(out: Path, resume: bool) -> str | None:
-    """The checkpoint to continue from (None for a fresh run); refuses to mix two runs in one directory."""
-    checkpoints = out / "checkpoints"
-    if resume:
-        checkpoint = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-        if checkpoint is None:
-            raise DifusiError(f"no checkpoint to resume in {checkpoints}; run again without --resume")
-        return checkpoint
-    if (out / "metrics.jsonl").exists():
-        raise DifusiError(f"{out} already holds a run; pass --resume to continue it or choose a new --out")
-    return None
 
 
 def training_arguments(config: RunConfig, out: Path, eval_steps: int = 0) -> TrainingArguments:
@@ -110,10 +104,24 @@ def training_arguments(config: RunConfig, out: Path, eval_steps: int = 0) -> Tra
 
 
 def trainer_callbacks(out: Path) -> list:
-    """TensorBoard logs in OUT/tensorboard and metrics lines in OUT/metrics.jsonl."""
+    """TensorBoard logs in OUT/tensorboard, metrics lines in OUT/metrics.jsonl, and the marker that
+    makes a checkpoint count for --resume."""
     tensorboard = TensorBoardCallback()
     tensorboard.logging_dir = str(out / "tensorboard")
-    return [tensorboard, MetricsCallback(out / "metrics.jsonl")]
+    return [tensorboard, MetricsCallback(out / "metrics.jsonl"), CheckpointMarker()]
+
+
+def run_trainer(trainer: DiffusionTrainer, checkpoint: str | None) -> dict:
+    """Train from `checkpoint` (None: the start) and return transformers' train metrics.
+
+    A checkpoint of the last step (the run was killed before its final save) is loaded, not trained
+    on: transformers would take one step past max_steps."""
+    if checkpoint is None or not training_finished(checkpoint):
+        return trainer.train(resume_from_checkpoint=checkpoint).metrics
+    trainer._load_from_checkpoint(checkpoint)  # transformers' own loader: weights, adapters, sharding
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
+    trainer.callback_handler.on_train_begin(trainer.args, trainer.state, trainer.control)
+    return {"train_runtime": 0.0}
 
 
 def run_summary(trainer: DiffusionTrainer, train_metrics: dict, checkpoint: str | None) -> dict:
@@ -123,14 +131,20 @@ def run_summary(trainer: DiffusionTrainer, train_metrics: dict, checkpoint: str 
         peak = torch.cuda.max_memory_allocated()
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    state = trainer.state
     resumed_step = int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+    seconds, steps, tokens = train_metrics["train_runtime"], state.global_step - resumed_step, None
+    if steps == 0:  # a relaunch that only saved: the speed of the run so far, from its logs
+        seconds = max((entry.get("wall_time_s", 0.0) for entry in state.log_history), default=0.0)
+        steps, tokens = state.global_step, state.num_input_tokens_seen
+    tokens = trainer.clock.session_tokens(state) if tokens is None else tokens
     return {
         "seed": trainer.args.seed,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_params": sum(p.numel() for p in model.parameters()),
         "peak_memory_bytes": peak,
-        "time_per_step_s": train_metrics["train_runtime"] / max(trainer.state.global_step - resumed_step, 1),
-        "tokens_per_s": trainer.clock.session_tokens(trainer.state) / train_metrics["train_runtime"],
+        "time_per_step_s": seconds / max(steps, 1),
+        "tokens_per_s": tokens / max(seconds, 1e-9),
         "steps": trainer.state.global_step,
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "world_size": trainer.args.world_size,
@@ -169,6 +183,7 @@ class TrainingRun:
     train_data: SFTData
     checkpoint: str | None = None  # the checkpoint a resumed run continues from
     adapter_init_s: float = 0.0  # time to attach (and for PiSSA, initialise) the adapter
+    lock: RunLock | None = None  # held by the main process until the run is written
 
     @property
     def model(self):
@@ -176,13 +191,20 @@ class TrainingRun:
 
     def fit(self) -> Path:
         """Train (from `checkpoint` when resuming), evaluate, save; returns the run directory."""
+        try:
+            return self._fit()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _fit(self) -> Path:
         trainer, config = self.trainer, self.config
         if self.checkpoint is None and trainer.eval_fn is not None:
             trainer.evaluate()  # the base model's ELBO, logged at step 0
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        result = trainer.train(resume_from_checkpoint=self.checkpoint)
-        if trainer.eval_fn is not None and trainer.last_eval_step != trainer.state.global_step:
+        train_metrics = run_trainer(trainer, self.checkpoint)
+        if trainer.eval_fn is not None and not evaluated_at(trainer.state, trainer.state.global_step):
             trainer.evaluate()
 
         def save(model, staging: Path) -> None:
@@ -195,7 +217,7 @@ class TrainingRun:
 
         save_run(
             trainer,
-            result.metrics,
+            train_metrics,
             self.checkpoint,
             self.out / ("model" if config.method == "full" else "adapter"),
             save,
@@ -209,20 +231,33 @@ class TrainingRun:
         return self.out
 
 
-def prepare_run(config: TrainConfig, resume: bool = False) -> TrainingRun:
-    """Check everything that can be wrong, load base and data, and build the Trainer.
+def prepare_run(config: TrainConfig, resume: bool = False) -> TrainingRun | None:
+    """Check everything that can be wrong, load base and data, and build the Trainer; None when
+    `resume` finds the run complete (it says so: nothing is left to do).
 
     Every bad input fails here, before the run directory is touched.
     """
     config.validate()
     out = Path(config.out)
-    checkpoint = resume_checkpoint(out, resume)
     if not split_path(config.data, "train").is_file():
         raise DifusiError(
             f"no train.parquet in {config.data}; run `difusi prepare` or pass the prepared data directory"
         )
     test_file = split_path(config.data, "test").is_file()
     args = training_arguments(config, out, eval_steps=config.eval_steps if test_file else 0)
+    final = "model" if config.method == "full" else "adapter"
+    lock, start = claim_run(out, resume, final, config, args)
+    if start.complete:
+        return None
+    try:
+        return _build_run(config, out, args, start.checkpoint, lock, test_file)
+    except BaseException:
+        if lock is not None:
+            lock.release(discard=True)
+        raise
+
+
+def _build_run(config: TrainConfig, out: Path, args, checkpoint, lock, test_file: bool) -> TrainingRun:
     # Frozen bases are stored in bf16 to halve their memory; weights that train stay float32
     # (bf16 then means autocast), since bf16 weights would round small updates away. The base goes
     # straight to this process's device: PiSSA's SVDs then run there, and no host copy is kept.
@@ -272,7 +307,7 @@ def prepare_run(config: TrainConfig, resume: bool = False) -> TrainingRun:
         loraplus_ratio=config.loraplus_ratio if config.method == "loraplus" else None,
         eval_fn=elbo_eval(test_data, config) if test_data else None,
     )
-    return TrainingRun(config, out, trainer, tokenizer, train_data, checkpoint, adapter_init_s)
+    return TrainingRun(config, out, trainer, tokenizer, train_data, checkpoint, adapter_init_s, lock)
 
 
 def elbo_eval(test_data: SFTData, config: TrainConfig):
@@ -291,4 +326,5 @@ def elbo_eval(test_data: SFTData, config: TrainConfig):
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
     """Run `config` end to end and return the run directory (see the module docstring)."""
-    return prepare_run(config, resume).fit()
+    run = prepare_run(config, resume)
+    return Path(config.out) if run is None else run.fit()

@@ -92,7 +92,6 @@ class DiffusionTrainer(Trainer):
         self._micro = (-1, 0)  # (global step, micro-batches seen within it)
         self.clock = TrainingClock()
         self.add_callback(self.clock)
-        self.last_eval_step: int | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         input_ids = inputs["input_ids"]
@@ -151,7 +150,6 @@ class DiffusionTrainer(Trainer):
         self.model.eval()
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.eval_fn(self.model).items()}
         self.model.train(was_training)
-        self.last_eval_step = self.state.global_step
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -203,6 +201,11 @@ class TrainingClock(TrainerCallback):
         return logs
 
 
+def evaluated_at(state, step: int) -> bool:
+    """The run's log holds a test-set evaluation at optimizer step `step`."""
+    return any(entry.get("step") == step and "eval_elbo" in entry for entry in state.log_history)
+
+
 class MetricsCallback(TrainerCallback):
     """Appends one JSON line per training or eval log to `path` (main process only).
 
@@ -213,10 +216,19 @@ class MetricsCallback(TrainerCallback):
         self.path = Path(path)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero or not self.path.exists():
-            return
-        lines = self.path.read_text().splitlines()
-        kept = [line for line in lines if json.loads(line)["step"] <= state.global_step]
+        if not state.is_world_process_zero or not self.path.exists() or state.global_step == 0:
+            return  # a fresh start: the file holds only this run's lines
+        # The checkpoint's step keeps its lines, except an eval logged after the checkpoint was saved.
+        evals_kept = int(evaluated_at(state, state.global_step))
+        kept = []
+        for line in self.path.read_text().splitlines():
+            record = json.loads(line)
+            if record["step"] == state.global_step and "eval_elbo" in record:
+                if evals_kept == 0:
+                    continue
+                evals_kept -= 1
+            if record["step"] <= state.global_step:
+                kept.append(line)
         write_text(self.path, "".join(line + "\n" for line in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
