@@ -59,12 +59,17 @@ def generate_answers(
     seed: int = 0,
     progress: bool = True,
     on_step: BatchStepHook | None = None,
+    done: dict[int, tuple[str, int]] | None = None,
+    on_batch: Callable[[list[int], list[tuple[str, int]]], None] | None = None,
 ) -> list[tuple[str, int]]:
     """Generate one answer per prompt (token ids); returns (text, answer tokens) in the prompts' order.
 
     Prompts are batched by length (longest first) so left padding stays short; the sampler sees an
     attention mask over the padding. Sampling draws (temperature > 0, random remasking) come from a
-    generator seeded with `seed`. A causal model decodes autoregressively (`ar_generate`, same
+    generator per batch, seeded from `seed` and the batch's number, so a batch's answers do not
+    depend on the batches before it: `done` (prompt index -> answer, e.g. from a killed run) skips
+    every batch whose prompts it holds, and gives what the full run gives. `on_batch(indices,
+    answers)` follows each batch generated. A causal model decodes autoregressively (`ar_generate`, same
     gen_length and temperature; the diffusion-only settings do not apply). A block-diffusion model
     (`config.block_size`) decodes block by block (`block_generate`): `threshold` as given (None:
     gen_length / steps tokens per pass), stopping at the end of text; block_length, cache,
@@ -76,11 +81,16 @@ def generate_answers(
     stop_ids = stop_token_ids(tokenizer, model.config)
     pad_id = padding_id(model.config)
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     answers: list[tuple[str, int]] = [("", 0)] * len(prompts)
+    done = done or {}
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
+    for number, batch in enumerate(tqdm(batches, desc="generating", unit="batch", disable=not progress)):
+        if all(index in done for index in batch):
+            for index in batch:
+                answers[index] = done[index]
+            continue
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
         width = max(len(prompts[i]) for i in batch)
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -118,6 +128,8 @@ def generate_answers(
             )  # fmt: skip
         for row, index in enumerate(batch):
             answers[index] = decode_answer(tokenizer, output[row, width:].tolist(), stop_ids)
+        if on_batch is not None:
+            on_batch(batch, [answers[index] for index in batch])
     return answers
 
 

@@ -175,3 +175,78 @@ def test_general_text_nelbo_is_scored_per_document(tiny_checkpoint, test_parquet
     expected = sum(d["nelbo"] for d in documents) / sum(lengths)
     assert metrics["overall"]["general_nelbo_per_token"] == pytest.approx(expected, rel=1e-12)
     assert expected > 0
+
+
+KILLED_AFTER_TWO_BATCHES = """
+import sys, time
+from difusi.cli import main
+from difusi.evaluation.journal import AnswerJournal
+append, kept = AnswerJournal.append, []
+def append_then_pause(self, indices, answers):
+    append(self, indices, answers)
+    kept.append(indices)
+    if len(kept) == 2:
+        print("paused", flush=True)
+        time.sleep(120)
+AnswerJournal.append = append_then_pause
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def kill_after_two_batches(args: list[str]) -> None:
+    """`difusi evaluate ARGS` in a child process, SIGKILLed once it has kept two batches."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_AFTER_TWO_BATCHES, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert next(line for line in child.stdout if line == "paused\n")
+    child.kill()
+    child.wait()
+
+
+def test_a_killed_evaluation_continues_where_it_was_and_writes_the_uninterrupted_report(
+    tiny_checkpoint, test_parquet, tmp_path, monkeypatch, caplog
+):
+    import difusi.evaluation.evaluate as module
+
+    def args(out):
+        return ["evaluate", "--base", str(tiny_checkpoint), "--data", str(test_parquet), "--out", str(out),
+                "--steps", "4", "--gen-length", "4", "--block-length", "4", "--mc-num", "2", "--max-length", "48",
+                "--batch-size", "1", "--temperature", "0.8", "--no-progress"]  # fmt: skip
+
+    assert main(args(tmp_path / "whole")) == 0
+    kill_after_two_batches(args(tmp_path / "cut"))
+    assert not (tmp_path / "cut" / "generations.jsonl").exists()
+    generated, generate_answers = [], module.generate_answers
+
+    def counted(*a, **kw):  # the batches the relaunch generates
+        on_batch = kw["on_batch"]
+        kw["on_batch"] = lambda indices, answers: (generated.append(indices), on_batch(indices, answers))
+        return generate_answers(*a, **kw)
+
+    monkeypatch.setattr(module, "generate_answers", counted)
+    with caplog.at_level("WARNING"):
+        assert main(args(tmp_path / "cut")) == 0  # the same command
+    assert "continuing with 2 answered rows" in caplog.text
+    assert len(generated) == 2  # only the rows it had left
+    assert (tmp_path / "cut" / "generations.jsonl").read_text() == (
+        tmp_path / "whole" / "generations.jsonl"
+    ).read_text()
+    whole, cut = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("whole", "cut"))
+    assert (cut["overall"], cut["per_subset"]) == (whole["overall"], whole["per_subset"])
+    assert not (tmp_path / "cut" / "generations.partial.jsonl").exists()
+
+    # Killed again, relaunched with another seed: it starts afresh and says which argument changed.
+    kill_after_two_batches(args(tmp_path / "again"))
+    generated.clear()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main([*args(tmp_path / "again"), "--seed", "3"]) == 0
+    journal = tmp_path / "again" / "generations.partial.jsonl"
+    assert f"{journal} was made with another setting seed: starting the evaluation afresh" in caplog.text
+    assert len(generated) == 4 and not journal.exists()

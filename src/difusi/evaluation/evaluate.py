@@ -2,7 +2,9 @@
 
 For each test row: render the user prompt with the LLaDA chat template, generate an answer with
 the masked-diffusion sampler (batched, left-padded), decode it up to EOS / end of turn, and
-estimate the negative ELBO of the reference answer. A causal checkpoint (the `--objective ar`
+estimate the negative ELBO of the reference answer. Answers are kept as they are made
+(difusi.evaluation.journal): a killed evaluation relaunched with the same arguments generates only
+the rows it had left. A causal checkpoint (the `--objective ar`
 baseline) decodes with key/value-cached autoregressive decoding instead, and its reference score is
 the exact negative log-likelihood (which the diffusion ELBO bounds from above). Metrics are reported overall and per
 `subset_name`; `OUT/generations.jsonl` keeps every row, `OUT/metrics.json` the scores.
@@ -23,6 +25,7 @@ from difusi.data.chat_format import build_sft_example
 from difusi.diffusion.likelihood import score_references
 from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
+from difusi.evaluation.journal import AnswerJournal, file_identity
 from difusi.evaluation.metrics import NELBO_PER_TOKEN, score_rows
 from difusi.generation import fit_prompt, generate_answers
 from difusi.io import read_json, write_json, write_jsonl
@@ -138,6 +141,10 @@ def evaluate(
     rows = load_test_rows(data, config.limit)
     model, tokenizer = load_model(base, adapter)
     fitted = [fit_prompt(tokenizer, row["input"], max_prompt) for row in rows]
+    out = Path(out)
+    # What the answers depend on; a relaunch with all of it the same continues a killed run.
+    stamp = {"base": file_identity(base), "adapter": file_identity(adapter), "data": file_identity(data)}
+    journal = AnswerJournal(out, stamp | {f"setting {k}": v for k, v in config.to_dict().items()})
     generation_started = time.perf_counter()
     answers = generate_answers(
         model,
@@ -147,6 +154,8 @@ def evaluate(
         config.batch_size,
         config.seed,
         progress,
+        done=journal.done,
+        on_batch=journal.append,
     )
     generated = time.perf_counter()
 
@@ -192,9 +201,9 @@ def evaluate(
         "seconds": round(finished - started, 3),
         "generation_seconds": round(generated - generation_started, 3),
     }
-    out = Path(out)
     write_jsonl(out / "generations.jsonl", records)
     if general:
         write_jsonl(out / "general.jsonl", general)
     write_json(out / "metrics.json", metrics)
+    journal.remove()
     return metrics
