@@ -124,6 +124,24 @@ def test_resume_on_a_finished_run_does_nothing_and_says_so(make_config, whole, t
     assert written() == before
 
 
+def test_killed_between_the_final_adapter_and_run_info_is_finished_from_the_last_checkpoint(
+    make_config, whole, tmp_path
+):
+    shutil.copytree(whole, tmp_path / "run")
+    (tmp_path / "run" / "run_info.json").unlink()
+    train(same_as_whole(make_config, whole, tmp_path / "run"), resume=True)
+    assert_same_adapter(tmp_path / "run", whole)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "checkpoint-2", "checkpoint-4", "checkpoint-6"
+    ]  # fmt: skip
+    info = json.loads((tmp_path / "run" / "run_info.json").read_text())
+    assert (
+        info["steps"] == 6
+        and info["tokens_seen"] == json.loads((whole / "run_info.json").read_text())["tokens_seen"]
+    )
+    assert losses(tmp_path / "run") == losses(whole)
+
+
 def test_resume_with_other_settings_is_refused(make_config, whole, tmp_path):
     shutil.copytree(whole, tmp_path / "run")
     shutil.rmtree(tmp_path / "run" / "adapter")
