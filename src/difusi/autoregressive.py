@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from difusi.diffusion.losses import prompt_mask
+from difusi.diffusion.sampler import top_p_top_k
 from difusi.errors import DifusiError
 from difusi.model.modeling_llada import KVCache
 
@@ -36,6 +37,8 @@ def ar_generate(
     temperature: float = 0.0,
     stop_ids: tuple[int, ...] = (),
     generator: torch.Generator | None = None,
+    top_p: float = 1.0,
+    top_k: int = 0,
 ) -> torch.Tensor:
     """Decode `gen_length` tokens after a left-padded `prompt` [B, L]; returns [B, L + gen_length].
 
@@ -66,7 +69,7 @@ def ar_generate(
     stop_token = torch.zeros(B, dtype=prompt.dtype, device=prompt.device)
     stops = torch.tensor(stop_ids, dtype=prompt.dtype, device=prompt.device)
     for step in range(gen_length):
-        token = sample_token(logits, temperature, generator)
+        token = sample_token(logits, temperature, generator, top_p, top_k)
         token = torch.where(stopped, stop_token, token)
         out[:, L + step] = token
         newly = torch.isin(token, stops) & ~stopped
@@ -84,11 +87,18 @@ def ar_generate(
     return out
 
 
-def sample_token(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Greedy at temperature 0, else a draw from softmax(logits / temperature)."""
+def sample_token(
+    logits: torch.Tensor,
+    temperature: float,
+    generator: torch.Generator | None,
+    top_p: float = 1.0,
+    top_k: int = 0,
+) -> torch.Tensor:
+    """Greedy at temperature 0, else a draw from softmax(logits / temperature) over the `top_p` /
+    `top_k` likeliest tokens."""
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(top_p_top_k(logits, top_p, top_k).float() / temperature, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 

@@ -104,7 +104,8 @@ def generate_answers(
             output = block_generate(
                 model, input_ids, attention_mask, sampler.gen_length, sampler.threshold,
                 tokens_per_pass=max(1, round(sampler.gen_length / sampler.steps)),
-                temperature=sampler.temperature, stop_ids=tuple(stop_ids), generator=generator, on_pass=hook,
+                temperature=sampler.temperature, top_p=sampler.top_p, top_k=sampler.top_k,
+                stop_ids=tuple(stop_ids), generator=generator, on_pass=hook,
             )  # fmt: skip
         elif model.config.causal:
             output = ar_generate(
@@ -115,6 +116,8 @@ def generate_answers(
                 sampler.temperature,
                 tuple(stop_ids),
                 generator,
+                sampler.top_p,
+                sampler.top_k,
             )
         else:
             hook = (

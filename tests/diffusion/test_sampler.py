@@ -241,3 +241,54 @@ def test_pad_id_equal_to_mask_id_is_refused(padded_batch):
     prompt, attention_mask = padded_batch
     with pytest.raises(DifusiError, match="the padding uses the mask id 9"):
         generate(model, prompt % 9, attention_mask, steps=8, gen_length=8, block_length=8)
+
+
+def test_top_p_and_top_k_keep_the_likeliest_tokens_by_hand():
+    from difusi.diffusion.sampler import top_p_top_k
+
+    logits = torch.tensor([0.15, 0.5, 0.05, 0.3]).log()
+    kept = lambda **kw: (top_p_top_k(logits, **kw) > -torch.inf).tolist()  # noqa: E731
+    assert kept(top_p=0.7) == [False, True, False, True]  # 0.5 + 0.3 reach 0.7
+    assert kept(top_p=0.5) == [False, True, False, False]  # 0.5 alone reaches it
+    assert kept(top_p=0.81) == [True, True, False, True]
+    assert kept(top_k=3) == [True, True, False, True]
+    assert kept(top_k=3, top_p=0.7) == [False, True, False, True]
+    assert kept(top_p=1.0, top_k=0) == [True] * 4
+    torch.testing.assert_close(top_p_top_k(logits, top_p=0.7)[[1, 3]], logits[[1, 3]])
+
+
+def test_top_k_one_draws_the_greedy_answer_in_every_sampler(model, padded_batch):
+    from difusi.autoregressive import ar_generate
+    from difusi.diffusion.block_sampler import block_generate
+
+    prompt, attention_mask = padded_batch
+    options = dict(steps=8, gen_length=16, block_length=8)
+    greedy = generate(model, prompt, attention_mask, **options)
+    drawn = generate(model, prompt, attention_mask, **options, temperature=1.0, top_k=1)
+    assert torch.equal(drawn, greedy)
+    assert not torch.equal(generate(model, prompt, attention_mask, **options, temperature=1.0), greedy)
+    model.config.block_size = 4
+    try:
+        greedy = block_generate(model, prompt, attention_mask, gen_length=8, threshold=0.9)
+        drawn = block_generate(
+            model, prompt, attention_mask, gen_length=8, threshold=0.9, temperature=1.0, top_k=1
+        )
+        assert torch.equal(drawn, greedy)
+    finally:
+        model.config.block_size = None
+    model.config.causal = True
+    try:
+        greedy = ar_generate(model, prompt, attention_mask, gen_length=8)
+        assert torch.equal(
+            ar_generate(model, prompt, attention_mask, gen_length=8, temperature=1.0, top_p=1e-6), greedy
+        )
+    finally:
+        model.config.causal = False
+
+
+def test_bad_top_p_or_top_k_is_refused():
+    from difusi.diffusion.sampler import SamplerSettings
+
+    for settings in (SamplerSettings(top_p=0.0), SamplerSettings(top_p=1.5), SamplerSettings(top_k=-1)):
+        with pytest.raises(DifusiError, match=r"top_p \(.*\) must be in \(0, 1\] and top_k"):
+            settings.check()

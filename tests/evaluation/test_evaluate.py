@@ -80,6 +80,8 @@ def test_evaluate_writes_generations_and_metrics(tiny_checkpoint, test_parquet, 
         "cache": "none",
         "threshold": None,
         "early_stop": False,
+        "top_p": 1.0,
+        "top_k": 0,
     }
     assert metrics["truncated_prompts"] == 0 and metrics["truncated_references"] == 0
 

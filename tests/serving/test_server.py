@@ -178,6 +178,32 @@ MALFORMED = [
     ("steps not fitting blocks", {"model": "tiny", "messages": MESSAGES, "steps": 7}, 400),
     ("unknown cache", {"model": "tiny", "messages": MESSAGES, "cache": "huge"}, 400),
     ("prompt as number", {"model": "tiny", "prompt": 42}, 400),
+    ("top_p above one", {"model": "tiny", "messages": MESSAGES, "top_p": 7}, 400),
+    ("top_p zero", {"model": "tiny", "messages": MESSAGES, "top_p": 0}, 400),
+    ("negative top_k", {"model": "tiny", "messages": MESSAGES, "top_k": -1}, 400),
+    ("temperature above two", {"model": "tiny", "messages": MESSAGES, "temperature": 2.5}, 400),
+    ("n two", {"model": "tiny", "messages": MESSAGES, "n": 2}, 400),
+    ("presence penalty", {"model": "tiny", "messages": MESSAGES, "presence_penalty": 0.5}, 400),
+    ("penalty out of range", {"model": "tiny", "messages": MESSAGES, "frequency_penalty": 3}, 400),
+    ("logit bias", {"model": "tiny", "messages": MESSAGES, "logit_bias": {"50": 10}}, 400),
+    ("logprobs", {"model": "tiny", "messages": MESSAGES, "logprobs": True}, 400),
+    ("top logprobs", {"model": "tiny", "messages": MESSAGES, "top_logprobs": 3}, 400),
+    ("tools", {"model": "tiny", "messages": MESSAGES, "tools": [{"type": "function"}]}, 400),
+    (
+        "json response",
+        {"model": "tiny", "messages": MESSAGES, "response_format": {"type": "json_object"}},
+        400,
+    ),
+    ("five stop sequences", {"model": "tiny", "messages": MESSAGES, "stop": ["a", "b", "c", "d", "e"]}, 400),
+    ("best_of two", {"model": "tiny", "prompt": "Halo", "best_of": 2}, 400),
+    ("echo", {"model": "tiny", "prompt": "Halo", "echo": True}, 400),
+    ("suffix", {"model": "tiny", "prompt": "Halo", "suffix": "!"}, 400),
+    (
+        "10 MB body",
+        json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "a" * 10**7}]}).encode(),
+        413,
+    ),
+    ("invalid UTF-8", b'{"model": "tiny", "messages": [{"role": "user", "content": "\xff\xfe"}]}', 400),
 ]
 
 
@@ -192,6 +218,80 @@ def test_malformed_requests_get_openai_errors_and_the_server_goes_on(server, cas
     assert set(answer["error"]) == {"message", "type", "param", "code"} and answer["error"]["message"]
     assert "\n" not in answer["error"]["message"]
     assert http(f"{server.url}/health")[0] == 200
+
+
+def test_fields_are_named_in_the_error_and_honoured_fields_change_the_answer(server):
+    status, answer = http(
+        f"{server.url}/v1/chat/completions",
+        json.dumps({"model": "tiny", "messages": MESSAGES, "top_p": 7}).encode(),
+    )
+    assert (
+        status == 400
+        and answer["error"]["param"] == "top_p"
+        and answer["error"]["type"] == "invalid_request_error"
+    )
+    status, answer = http(
+        f"{server.url}/v1/chat/completions",
+        json.dumps({"model": "tiny", "messages": MESSAGES, "presence_penalty": 1}).encode(),
+    )
+    assert status == 400 and answer["error"]["param"] == "presence_penalty"
+    assert "no repetition penalties" in answer["error"]["message"]
+    client = server.client()
+    greedy = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0)
+    # top_k 1 (an extra field) and a tiny top_p leave only the likeliest token: the greedy answer.
+    for extra in ({"top_k": 1}, {}):
+        drawn = client.chat.completions.create(
+            model="tiny",
+            messages=MESSAGES,
+            temperature=1.0,
+            seed=5,
+            top_p=1e-6 if not extra else None,
+            extra_body=extra,
+        )
+        assert drawn.choices[0].message.content == greedy.choices[0].message.content
+    # Accepted at the values that change nothing, as stock clients send them.
+    same = client.chat.completions.create(
+        model="tiny",
+        messages=MESSAGES,
+        presence_penalty=0,
+        frequency_penalty=0,
+        logprobs=False,
+        n=1,
+        user="u1",
+    )
+    assert same.choices[0].message.content == greedy.choices[0].message.content
+
+
+def test_an_api_key_guards_every_v1_route(tiny):
+    with start(create_app(*tiny, SAMPLER, ServeConfig(name="tiny", api_key="s3cret"))) as server:
+        wrong = openai.OpenAI(base_url=f"{server.url}/v1", api_key="guess", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as refused:
+            wrong.chat.completions.create(model="tiny", messages=MESSAGES)
+        assert refused.value.status_code == 401 and refused.value.body["code"] == "invalid_api_key"
+        for path in ("/v1/models", "/v1/completions"):
+            status, answer = http(f"{server.url}{path}", None if path.endswith("models") else b"{}")
+            assert status == 401 and set(answer["error"]) == {"message", "type", "param", "code"}
+        right = openai.OpenAI(base_url=f"{server.url}/v1", api_key="s3cret", max_retries=0)
+        assert right.chat.completions.create(model="tiny", messages=MESSAGES).choices[0].message.content
+        assert right.completions.create(model="tiny", prompt="Halo").choices[0].text is not None
+        assert http(f"{server.url}/health")[0] == 200  # a load balancer's probe needs no key
+
+
+def test_the_command_takes_the_key_from_the_environment_and_warns_when_exposed(
+    tiny_checkpoint, monkeypatch, caplog
+):
+    import difusi.serving.app as app_module
+    from difusi.cli import main
+
+    served = []
+    monkeypatch.setattr(app_module, "serve", lambda model, tokenizer, sampler, config: served.append(config))
+    monkeypatch.setenv("DIFUSI_API_KEY", "from-env")
+    assert main(["serve", "--model", str(tiny_checkpoint), "--host", "0.0.0.0"]) == 0
+    assert served[-1].api_key == "from-env" and "with no API key" not in caplog.text
+    monkeypatch.delenv("DIFUSI_API_KEY")
+    assert main(["serve", "--model", str(tiny_checkpoint), "--host", "0.0.0.0"]) == 0
+    assert served[-1].api_key is None
+    assert "serving on 0.0.0.0 with no API key: anyone who reaches the port can use the model" in caplog.text
 
 
 def test_server_answers_after_every_malformed_request(server):

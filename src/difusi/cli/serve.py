@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 
 from difusi.cli.options import add_device_argument, add_field_option, add_sampler_arguments, sampler_settings
 from difusi.config import flat_fields
 from difusi.errors import DifusiError
 from difusi.serving import ServeConfig
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +33,11 @@ def run(args: argparse.Namespace) -> None:
     config = ServeConfig(
         **{field.name: getattr(args, field.name) for field in dataclasses.fields(ServeConfig)}
     )
-    config = dataclasses.replace(config, name=config.name or args.adapter or args.model)
+    config = dataclasses.replace(
+        config,
+        name=config.name or args.adapter or args.model,
+        api_key=config.api_key or os.environ.get("DIFUSI_API_KEY") or None,
+    )
     try:
         from difusi.serving.app import serve
     except ImportError as error:
@@ -40,5 +47,11 @@ def run(args: argparse.Namespace) -> None:
     from difusi.model.loading import load_model
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    if config.host not in LOOPBACK and not config.api_key:
+        logging.getLogger("difusi.serve").warning(
+            "serving on %s with no API key: anyone who reaches the port can use the model; "
+            "pass --api-key or set DIFUSI_API_KEY",
+            config.host,
+        )
     model, tokenizer = load_model(args.model, args.adapter, args.device)
     serve(model, tokenizer, settings, config)

@@ -39,6 +39,8 @@ def block_generate(
     threshold: float | None = 0.9,
     tokens_per_pass: int = 1,
     temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
     stop_ids: tuple[int, ...] = (),
     generator: torch.Generator | None = None,
     use_cache: bool = True,
@@ -48,7 +50,8 @@ def block_generate(
 
     `use_cache=False` recomputes the whole sequence on every pass instead (the reference the cached
     sampler must equal token for token). Positions after a finished row's end are filled with its
-    first stop token. Sampling draws (temperature > 0) come from `generator`.
+    first stop token. Sampling draws (temperature > 0, over the `top_p` / `top_k` likeliest tokens)
+    come from `generator`.
     """
     config = model.config
     block_size, mask_id, shift = config.block_size, config.mask_token_id, int(config.token_shift)
@@ -116,9 +119,8 @@ def block_generate(
                     logits_positions=torch.arange(start - shift - first, end - shift - first, device=device),
                 ).logits  # (B, block_size, V)
                 written = start
-                x[:, start:end] = _commit(
-                    x[:, start:end], logits, mask_id, threshold, tokens_per_pass, temperature, generator
-                )
+                draw = (temperature, generator, top_p, top_k)
+                x[:, start:end] = _commit(x[:, start:end], logits, mask_id, threshold, tokens_per_pass, draw)
                 passes += 1
                 if on_pass is not None:
                     on_pass(passes, x[:, L:].clone())
@@ -128,17 +130,18 @@ def block_generate(
     return torch.cat([prompt.to(device), answer], dim=1)
 
 
-def _commit(block, logits, mask_id, threshold, tokens_per_pass, temperature, generator) -> torch.Tensor:
+def _commit(block, logits, mask_id, threshold, tokens_per_pass, draw) -> torch.Tensor:
     """The block [B, S] with its confident masked positions committed: those whose chosen token's
     probability reaches `threshold` and at least the most confident one per row (no threshold: the
-    `tokens_per_pass` most confident)."""
+    `tokens_per_pass` most confident). `draw` is (temperature, generator, top_p, top_k)."""
+    temperature = draw[0]
     masked = block == mask_id
     logits[..., mask_id] = -torch.inf  # never "commit" a mask: each pass must make progress
     probs = F.softmax(logits.float(), dim=-1)
     if temperature == 0:
         confidence, x0 = probs.max(dim=-1)  # (B, S) each: the argmax and its probability
     else:
-        x0 = gumbel_argmax(logits, temperature, generator)
+        x0 = gumbel_argmax(logits, *draw)
         confidence = probs.gather(-1, x0[..., None]).squeeze(-1)
     confidence = confidence.masked_fill(~masked, -torch.inf)
     k = min(tokens_per_pass if threshold is None else 1, block.shape[1])

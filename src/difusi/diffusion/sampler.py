@@ -56,6 +56,10 @@ class SamplerSettings:
     early_stop: bool = option(
         False, "stop once every answer has committed its end of text with nothing masked before it"
     )
+    top_p: float = option(
+        1.0, "at temperature > 0, draw only from the likeliest tokens whose probability reaches this"
+    )
+    top_k: int = option(0, "at temperature > 0, draw only from the k likeliest tokens (0: all)")
 
     def check(self) -> None:
         """Raise DifusiError naming the problem and the fix for settings `generate` cannot honour
@@ -89,6 +93,10 @@ class SamplerSettings:
             )
         if self.remasking not in REMASKING:
             raise DifusiError(f"unknown remasking {self.remasking!r}; use one of {', '.join(REMASKING)}")
+        if not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise DifusiError(
+                f"top_p ({self.top_p}) must be in (0, 1] and top_k ({self.top_k}) not negative (0: all tokens)"
+            )
         if self.temperature < 0 or self.cfg_scale < 0:
             raise DifusiError(
                 f"temperature ({self.temperature}) and cfg_scale ({self.cfg_scale}) must not be negative"
@@ -121,13 +129,33 @@ def transfer_schedule(masked_count: torch.Tensor, steps: int) -> torch.Tensor:
     return base[:, None] + (step[None, :] < remainder[:, None]).long()
 
 
+def top_p_top_k(logits: torch.Tensor, top_p: float = 1.0, top_k: int = 0) -> torch.Tensor:
+    """`logits` [..., V] with -inf outside the `top_k` likeliest tokens (0: no limit) and outside the
+    smallest set of likeliest tokens whose probability reaches `top_p` (nucleus sampling); the
+    likeliest token always stays."""
+    if 0 < top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -torch.inf)
+    if top_p < 1:
+        ordered, order = logits.sort(dim=-1, descending=True)
+        probs = ordered.float().softmax(dim=-1)
+        beyond = probs.cumsum(dim=-1) - probs >= top_p  # the set before it already reaches top_p
+        logits = logits.masked_fill(beyond.scatter(-1, order, beyond), -torch.inf)
+    return logits
+
+
 def gumbel_argmax(
-    logits: torch.Tensor, temperature: float, generator: torch.Generator | None
+    logits: torch.Tensor,
+    temperature: float,
+    generator: torch.Generator | None,
+    top_p: float = 1.0,
+    top_k: int = 0,
 ) -> torch.Tensor:
     """Official sampling: argmax of exp(logits) / (-log u)^temperature in float64 (Gumbel-max with
-    temperature); plain argmax at temperature 0."""
+    temperature), over the `top_p_top_k` tokens; plain argmax at temperature 0."""
     if temperature == 0:
         return logits.argmax(dim=-1)
+    logits = top_p_top_k(logits, top_p, top_k)
     # float64: in low precision the Gumbel perturbation rounds away and sampling degrades.
     u = uniform(logits.shape, generator, logits.device, torch.float64)
     return (logits.double().exp() / (-torch.log(u)) ** temperature).argmax(dim=-1)
@@ -222,6 +250,8 @@ def generate(
     cache: Cache = DEFAULTS.cache,
     threshold: float | None = DEFAULTS.threshold,
     early_stop: bool = DEFAULTS.early_stop,
+    top_p: float = DEFAULTS.top_p,
+    top_k: int = DEFAULTS.top_k,
 ) -> torch.Tensor:
     """Generate `gen_length` tokens after `prompt` [B, L] (left padded, with `attention_mask`) by
     masked diffusion; returns the whole sequence [B, L + gen_length]. The sampler settings (steps
@@ -229,7 +259,8 @@ def generate(
 
     The answer area starts fully masked and is filled block by block (`gen_length / block_length`
     blocks, `steps / num_blocks` steps each; semi-autoregressive when block_length < gen_length).
-    Each step predicts every masked token (float64 Gumbel-max at `temperature`, argmax at 0; with
+    Each step predicts every masked token (float64 Gumbel-max at `temperature` over the `top_p` /
+    `top_k` likeliest tokens, argmax at 0; with
     `cfg_scale` > 0 classifier-free guidance against the prompt-masked input), then commits the
     scheduled number of masked positions of the current block (masked count // steps, the remainder
     on the first steps) with the highest confidence: the chosen token's softmax probability
@@ -259,8 +290,9 @@ def generate(
     mask_id = config.mask_token_id if mask_id is None else mask_id
     eos_id = config.eos_token_id if eos_id is None else eos_id
     settings = SamplerSettings(
-        steps, gen_length, block_length, temperature, cfg_scale, remasking, cache, threshold, early_stop
-    )
+        steps, gen_length, block_length, temperature, cfg_scale, remasking, cache, threshold, early_stop,
+        top_p, top_k,
+    )  # fmt: skip
     check_generate_args(model, prompt, attention_mask, settings, mask_id)
     if stop_tokens_last and eot_id is None:
         raise DifusiError("stop_tokens_last needs eot_id, the tokenizer's <|eot_id|> id")
@@ -304,7 +336,7 @@ def generate(
                 )
                 if forbid_eos:
                     logits[..., eos_id] = -torch.inf
-                x0 = gumbel_argmax(logits, temperature, generator)  # (B, C)
+                x0 = gumbel_argmax(logits, temperature, generator, top_p, top_k)  # (B, C)
                 if remasking == "low_confidence":
                     if stop_tokens_last:
                         logits[..., stop_ids] = -torch.inf

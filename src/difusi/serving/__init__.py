@@ -3,7 +3,8 @@
 
 Endpoints: POST /v1/chat/completions (the chat template), POST /v1/completions (plain text), GET
 /v1/models and /health. Answers stream as server-sent events when asked; concurrent requests share
-sampler calls (`batching`); bad requests get a 4xx JSON error in OpenAI's shape (`protocol`). This
+sampler calls (`batching`); bad requests get a 4xx JSON error in OpenAI's shape (`protocol`); with
+an API key, /v1 answers only requests that carry it. This
 module holds only the server's settings, so the command line can build its options without
 importing the web stack; `difusi.serving.app` has `create_app` and `serve`.
 """
@@ -25,3 +26,6 @@ class ServeConfig:
     max_batch_size: int = option(16, "most answers generated in one sampler call")
     max_queue: int = option(64, "most answers waiting; beyond it requests get 503")
     seed: int = option(0, "sampling seed of requests that give none")
+    api_key: str | None = option(
+        None, "require `Authorization: Bearer KEY` on /v1 (default: $DIFUSI_API_KEY; neither: open to all)"
+    )

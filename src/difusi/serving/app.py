@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
 import uuid
@@ -23,6 +24,10 @@ from difusi.serving import ServeConfig
 from difusi.serving.batching import Answer, Batcher, Delta, Engine, Event, Job, QueueFull
 from difusi.serving.protocol import ApiError, ChatCompletionRequest, CompletionRequest, GenerationRequest
 
+# Far above any prompt a LLaDA context holds (8,192 tokens are some 40 KB of text), far below what
+# would make parsing and tokenising a request a denial of service.
+MAX_BODY_BYTES = 1 << 20
+
 
 def create_app(model, tokenizer, sampler: SamplerSettings, config: ServeConfig) -> FastAPI:
     """The server for `model` under the id `config.name`; `sampler` holds the settings requests
@@ -39,6 +44,33 @@ def create_app(model, tokenizer, sampler: SamplerSettings, config: ServeConfig) 
 
     app = FastAPI(title="difusi", summary="OpenAI-compatible LLaDA server", lifespan=lifespan)
     app.state.batcher = batcher
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            async for _ in request.stream():  # read it away unkept, so the client reads our answer
+                pass
+            too_large = ApiError(
+                413, f"the request body exceeds {MAX_BODY_BYTES} bytes; send a shorter prompt",
+                code="request_too_large",
+            )  # fmt: skip
+            return JSONResponse(too_large.body(), status_code=413)
+        return await call_next(request)
+
+    if config.api_key:
+        expected = f"Bearer {config.api_key}".encode()
+
+        @app.middleware("http")
+        async def require_key(request: Request, call_next):
+            given = request.headers.get("authorization", "").encode()
+            # compare_digest: the time taken does not tell how much of a guessed key was right.
+            if request.url.path.startswith("/v1") and not hmac.compare_digest(given, expected):
+                refused = ApiError(
+                    401, "invalid or missing API key: send the header Authorization: Bearer KEY",
+                    code="invalid_api_key",
+                )  # fmt: skip
+                return JSONResponse(refused.body(), status_code=401)
+            return await call_next(request)
 
     async def respond(body: GenerationRequest, prompts: list[list[int]], chat: bool):
         if body.model != name:

@@ -1,9 +1,14 @@
 """The OpenAI request bodies the server accepts, checked field by field, their sampler settings, and
 OpenAI's error shape.
 
-Fields are strictly typed (no "10" for 10, no "yes" for true); fields the server does not use
-(user, top_p, penalties ...) are ignored so that stock clients work. difusi's sampler settings are
-extra body fields of the same names (`steps`, `block_length`, `cache`, `threshold` ...).
+Fields are strictly typed (no "10" for 10, no "yes" for true) and checked against OpenAI's ranges
+(temperature 0-2, top_p in (0, 1], penalties in [-2, 2], at most 4 stop sequences ...). Every
+sampling field is either honoured (temperature, top_p, the `top_k` extra, seed, stop, max_tokens)
+or, with a value that would change the answer, refused with a 400 naming it (penalties, logit_bias,
+logprobs, n or best_of above 1, echo, suffix, tools, a JSON response format): never a silent no-op.
+Fields that cannot change the answer (user, metadata, stream_options ...) are accepted. difusi's
+sampler settings are extra body fields of the same names (`steps`, `block_length`, `cache`,
+`threshold` ...).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from difusi.diffusion.sampler import Cache, Remasking, SamplerSettings
 from difusi.errors import DifusiError
@@ -46,11 +51,25 @@ class GenerationRequest(Strict):
 
     model: str
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0)
+    max_completion_tokens: int | None = Field(None, ge=1)  # the chat API's newer name for max_tokens
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)  # vLLM's extra field; 0 is every token
     stream: bool = False
     stop: str | list[str] | None = Field(None, max_length=4)
-    n: int = Field(1, ge=1, le=1)  # one answer per prompt
+    n: int = Field(1, ge=1, le=128)
     seed: int | None = None
+    # OpenAI fields the sampler cannot honour: accepted at the values that change nothing.
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    best_of: int | None = Field(None, ge=1)
+    echo: bool = False
+    suffix: str | None = None
+    tools: list[dict] | None = None
+    response_format: dict | None = None
     steps: int | None = Field(None, ge=1)
     gen_length: int | None = Field(None, ge=1)
     block_length: int | None = Field(None, ge=1)
@@ -60,18 +79,54 @@ class GenerationRequest(Strict):
     threshold: float | None = Field(None, ge=0, le=1)
     early_stop: bool | None = None
 
+    @field_validator("n", "best_of")
+    @classmethod
+    def one_answer(cls, value: int | None) -> int | None:
+        if value is not None and value > 1:
+            raise ValueError("the server gives one answer per prompt; send the request again for more")
+        return value
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def no_penalty(cls, value: float) -> float:
+        if value != 0:
+            raise ValueError("the diffusion sampler has no repetition penalties; leave it at 0")
+        return value
+
+    @field_validator("logit_bias", "tools")
+    @classmethod
+    def empty(cls, value):
+        if value:
+            raise ValueError("not supported by the diffusion sampler; leave it out")
+        return value
+
+    @field_validator("logprobs", "top_logprobs", "echo", "suffix")
+    @classmethod
+    def not_asked(cls, value):
+        if value:  # False, 0 or None ask for nothing
+            raise ValueError("not supported by this server; leave it out")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def plain_text(cls, value: dict | None) -> dict | None:
+        if value is not None and value.get("type") != "text":
+            raise ValueError("only {'type': 'text'} is supported; the sampler cannot constrain its output")
+        return value
+
     def stop_sequences(self) -> tuple[str, ...]:
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
 
     def sampler_settings(self, defaults: SamplerSettings) -> SamplerSettings:
         """The server's settings with this request's: `max_tokens` is the answer length (the steps
         per token and the block length kept where they still fit), then every sampler field given."""
-        given = {name: value for name in SAMPLER_FIELDS if (value := getattr(self, name)) is not None}
+        given = {name: value for name in SAMPLER_FIELDS if (value := getattr(self, name, None)) is not None}
         settings = defaults
-        if self.max_tokens is not None:
-            if given.get("gen_length", self.max_tokens) != self.max_tokens:
+        max_tokens = self.max_tokens if self.max_tokens is not None else self.max_completion_tokens
+        if max_tokens is not None:
+            if given.get("gen_length", max_tokens) != max_tokens:
                 raise DifusiError("max_tokens and gen_length differ; give one of them")
-            settings = with_answer_length(defaults, self.max_tokens)
+            settings = with_answer_length(defaults, max_tokens)
         settings = replace(settings, **given)
         settings.check()
         return settings
