@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -335,6 +336,103 @@ def test_a_full_queue_answers_503(tiny):
             assert first.result().choices[0].message.content and second.result().choices[0].message.content
         assert refused.value.status_code == 503
         assert refused.value.body["code"] == "queue_full"
+
+
+def held(app) -> tuple[threading.Event, threading.Event]:
+    """(running, release): the app's sampler calls wait for `release` once `running` is set."""
+    engine = app.state.batcher.engine
+    release, running = threading.Event(), threading.Event()
+    real_run = engine.run
+
+    def held_run(jobs):
+        running.set()
+        release.wait(30)
+        real_run(jobs)
+
+    engine.run = held_run
+    return running, release
+
+
+def test_a_client_that_leaves_is_dropped_from_the_queue(tiny, caplog):
+    app = create_app(*tiny, SAMPLER, ServeConfig(name="tiny"))
+    running, release = held(app)
+    with caplog.at_level("INFO", logger="difusi.serving.batching"), start(app) as server:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(server.client().chat.completions.create, model="tiny", messages=MESSAGES)
+            assert running.wait(30)  # the first request is in the sampler
+            host, port = server.url.removeprefix("http://").split(":")
+            body = json.dumps({"model": "tiny", "messages": MESSAGES}).encode()
+            with socket.create_connection((host, int(port))) as leaving:  # queued, then gone
+                leaving.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)  # fmt: skip
+                while http(f"{server.url}/health")[1]["queued"] < 1:
+                    time.sleep(0.01)
+            while http(f"{server.url}/health")[1]["queued"]:
+                time.sleep(0.01)
+            release.set()
+            assert first.result().choices[0].message.content
+        assert "request disconnected: 1 queued answer(s) dropped, 0 in the running call" in caplog.text
+        assert server.sampler_calls == 1  # no call generated the answer nobody waits for
+
+
+def test_a_request_past_its_time_limit_gets_504_and_leaves_the_queue(tiny):
+    app = create_app(*tiny, SAMPLER, ServeConfig(name="tiny", request_timeout=0.5))
+    running, release = held(app)
+    with start(app) as server, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(
+            http,
+            f"{server.url}/v1/chat/completions",
+            json.dumps({"model": "tiny", "messages": MESSAGES}).encode(),
+        )
+        assert running.wait(30)
+        status, answer = http(
+            f"{server.url}/v1/chat/completions", json.dumps({"model": "tiny", "messages": MESSAGES}).encode()
+        )
+        assert status == 504 and answer["error"]["code"] == "timeout"
+        assert http(f"{server.url}/health")[1]["queued"] == 0
+        release.set()
+        assert first.result()[0] == 504  # held in the sampler past its limit too
+
+
+def test_sigterm_finishes_the_answers_in_flight_refuses_new_ones_and_exits_0(tiny_checkpoint):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "difusi", "serve", "--model", str(tiny_checkpoint), "--port", str(port),
+               "--name", "tiny", "--max-batch-size", "1", "--steps", "64", "--gen-length", "64"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                http(f"{url}/health")
+                break
+            except urllib.error.URLError:
+                assert process.poll() is None and time.monotonic() < deadline, "difusi serve did not start"
+                time.sleep(0.2)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        with ThreadPoolExecutor(8) as pool:
+            asked = [
+                pool.submit(client.chat.completions.create, model="tiny", messages=MESSAGES) for _ in range(8)
+            ]
+            while http(f"{url}/health")[1]["queued"] < 6:  # one in the sampler, the rest queued
+                time.sleep(0.01)
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            status, refused = http(
+                f"{url}/v1/chat/completions", json.dumps({"model": "tiny", "messages": MESSAGES}).encode()
+            )
+            answers = [future.result(timeout=120) for future in asked]
+        assert status == 503 and refused["error"]["code"] == "shutting_down"
+        assert all(answer.choices[0].finish_reason in ("stop", "length") for answer in answers)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate(timeout=30)[0]
+    assert "shutting down: 8 request(s) in flight finish first; new ones get 503" in output
 
 
 def test_serve_command_binds_localhost_by_default(tiny_checkpoint):

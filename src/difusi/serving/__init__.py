@@ -26,6 +26,9 @@ class ServeConfig:
     max_batch_size: int = option(16, "most answers generated in one sampler call")
     max_queue: int = option(64, "most answers waiting; beyond it requests get 503")
     seed: int = option(0, "sampling seed of requests that give none")
+    request_timeout: float | None = option(
+        None, "seconds a request may wait for its answer before a 504 (None: no limit)"
+    )
     api_key: str | None = option(
         None, "require `Authorization: Bearer KEY` on /v1 (default: $DIFUSI_API_KEY; neither: open to all)"
     )

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -24,9 +27,11 @@ from difusi.serving import ServeConfig
 from difusi.serving.batching import Answer, Batcher, Delta, Engine, Event, Job, QueueFull
 from difusi.serving.protocol import ApiError, ChatCompletionRequest, CompletionRequest, GenerationRequest
 
+log = logging.getLogger(__name__)
 # Far above any prompt a LLaDA context holds (8,192 tokens are some 40 KB of text), far below what
 # would make parsing and tokenising a request a denial of service.
 MAX_BODY_BYTES = 1 << 20
+DISCONNECT_POLL_S = 0.1  # how often a waiting request checks that its client is still there
 
 
 def create_app(model, tokenizer, sampler: SamplerSettings, config: ServeConfig) -> FastAPI:
@@ -44,35 +49,12 @@ def create_app(model, tokenizer, sampler: SamplerSettings, config: ServeConfig) 
 
     app = FastAPI(title="difusi", summary="OpenAI-compatible LLaDA server", lifespan=lifespan)
     app.state.batcher = batcher
+    app.state.in_flight = 0  # requests waiting for answers
+    app.state.draining = False  # set on SIGTERM: new requests get 503, those in flight finish
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            async for _ in request.stream():  # read it away unkept, so the client reads our answer
-                pass
-            too_large = ApiError(
-                413, f"the request body exceeds {MAX_BODY_BYTES} bytes; send a shorter prompt",
-                code="request_too_large",
-            )  # fmt: skip
-            return JSONResponse(too_large.body(), status_code=413)
-        return await call_next(request)
+    app.add_middleware(Gate, state=app.state, api_key=config.api_key)
 
-    if config.api_key:
-        expected = f"Bearer {config.api_key}".encode()
-
-        @app.middleware("http")
-        async def require_key(request: Request, call_next):
-            given = request.headers.get("authorization", "").encode()
-            # compare_digest: the time taken does not tell how much of a guessed key was right.
-            if request.url.path.startswith("/v1") and not hmac.compare_digest(given, expected):
-                refused = ApiError(
-                    401, "invalid or missing API key: send the header Authorization: Bearer KEY",
-                    code="invalid_api_key",
-                )  # fmt: skip
-                return JSONResponse(refused.body(), status_code=401)
-            return await call_next(request)
-
-    async def respond(body: GenerationRequest, prompts: list[list[int]], chat: bool):
+    async def respond(request: Request, body: GenerationRequest, prompts: list[list[int]], chat: bool):
         if body.model != name:
             raise ApiError(
                 404, f"the model {body.model!r} does not exist; this server serves {name!r}",
@@ -105,19 +87,54 @@ def create_app(model, tokenizer, sampler: SamplerSettings, config: ServeConfig) 
                 503, f"the server is busy: {error}; retry later", "server_overloaded", code="queue_full"
             ) from error
         reply = Reply(name, chat, sum(map(len, prompts)))
+        deadline = None if config.request_timeout is None else time.monotonic() + config.request_timeout
+        app.state.in_flight += 1
         if body.stream:
-            return StreamingResponse(reply.stream(events, len(jobs)), media_type="text/event-stream")
-        answers = await collect(events, len(jobs))
-        return reply.complete(answers)
+
+            async def chunks() -> AsyncIterator[str]:
+                finished = False
+                try:
+                    async for chunk in reply.stream(events, len(jobs), deadline):
+                        yield chunk
+                    finished = True
+                finally:  # the client left mid-stream (or its time ran out): nothing more for it
+                    if not finished:
+                        batcher.drop(jobs, "stream closed early")
+                    app.state.in_flight -= 1
+
+            return StreamingResponse(chunks(), media_type="text/event-stream")
+        try:
+            return reply.complete(await answers_unless_abandoned(request, events, jobs, deadline))
+        finally:
+            app.state.in_flight -= 1
+
+    async def answers_unless_abandoned(request, events, jobs, deadline) -> list[Answer]:
+        """The request's answers; its jobs dropped if its client disconnects or its time runs out."""
+        waiting = asyncio.ensure_future(collect(events, len(jobs)))
+        while not waiting.done():
+            await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+            if waiting.done():
+                break
+            timed_out = deadline is not None and time.monotonic() > deadline
+            if timed_out or await request.is_disconnected():
+                waiting.cancel()
+                batcher.drop(jobs, "timed out" if timed_out else "disconnected")
+                if timed_out:
+                    raise ApiError(
+                        504, f"no answer within {config.request_timeout} s", "timeout", code="timeout"
+                    )
+                return []  # nobody reads it
+        return waiting.result()
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest):
-        return await respond(body, [encode_chat(tokenizer, [m.as_dict() for m in body.messages])], chat=True)
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        prompt = encode_chat(tokenizer, [m.as_dict() for m in body.messages])
+        return await respond(request, body, [prompt], chat=True)
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest):
+    async def completions(body: CompletionRequest, request: Request):
         texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        return await respond(body, [tokenizer.encode(text) for text in texts], chat=False)
+        return await respond(request, body, [tokenizer.encode(text) for text in texts], chat=False)
 
     @app.get("/v1/models")
     async def models():
@@ -235,15 +252,23 @@ class Reply:
             )
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    async def stream(self, events: asyncio.Queue[Event], count: int) -> AsyncIterator[str]:
+    async def stream(
+        self, events: asyncio.Queue[Event], count: int, deadline: float | None = None
+    ) -> AsyncIterator[str]:
         """The chunks of `count` answers as they settle, each answer's last with its finish reason,
-        then `data: [DONE]`; a failure is sent as an error event."""
+        then `data: [DONE]`; a failure, or the `deadline` (time.monotonic) passing, is sent as an
+        error event."""
         if self.chat:
             for index in range(count):
                 yield self.chunk(index, None)
         finished = 0
         while finished < count:
-            event = await events.get()
+            try:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0)
+                event = await asyncio.wait_for(events.get(), left)
+            except TimeoutError:
+                yield f"data: {json.dumps(ApiError(504, 'no answer in time', 'timeout', code='timeout').body())}\n\n"
+                return
             if isinstance(event, Exception):
                 yield f"data: {json.dumps(ApiError(500, f'generation failed: {event}', 'server_error').body())}\n\n"
                 break
@@ -256,9 +281,63 @@ class Reply:
 
 
 def serve(model, tokenizer, sampler: SamplerSettings, config: ServeConfig) -> None:
-    """Serve `model` over HTTP until interrupted."""
-    import uvicorn
+    """Serve `model` over HTTP until interrupted; on SIGTERM (or Ctrl-C) new requests get 503, the
+    answers in flight are finished, then the server exits (a second signal exits at once)."""
+    app = create_app(model, tokenizer, sampler, config)
+    server = DrainingServer(uvicorn.Config(app, host=config.host, port=config.port, log_level="info"))
+    server.run()
 
-    uvicorn.run(
-        create_app(model, tokenizer, sampler, config), host=config.host, port=config.port, log_level="info"
-    )
+
+class Gate:
+    """What every request passes before the endpoints: 503 while the server drains, 413 for a body
+    above MAX_BODY_BYTES, 401 on /v1 without the API key (when there is one). Plain ASGI rather
+    than Starlette's BaseHTTPMiddleware, which would hide a client's disconnect from the endpoints."""
+
+    def __init__(self, app, state, api_key: str | None) -> None:
+        self.app, self.state = app, state
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+
+    def refusal(self, scope) -> ApiError | None:
+        headers = dict(scope["headers"])
+        v1 = scope["path"].startswith("/v1")
+        if self.state.draining and v1:
+            return ApiError(503, "the server is shutting down; retry on another replica", "server_error",
+                            code="shutting_down")  # fmt: skip
+        if int(headers.get(b"content-length") or 0) > MAX_BODY_BYTES:
+            return ApiError(413, f"the request body exceeds {MAX_BODY_BYTES} bytes; send a shorter prompt",
+                            code="request_too_large")  # fmt: skip
+        # compare_digest: the time taken does not tell how much of a guessed key was right.
+        if (
+            self.expected
+            and v1
+            and not hmac.compare_digest(headers.get(b"authorization", b""), self.expected)
+        ):
+            return ApiError(401, "invalid or missing API key: send the header Authorization: Bearer KEY",
+                            code="invalid_api_key")  # fmt: skip
+        return None
+
+    async def __call__(self, scope, receive, send) -> None:
+        refused = self.refusal(scope) if scope["type"] == "http" else None
+        if refused is None:
+            return await self.app(scope, receive, send)
+        while (await receive()).get("more_body"):  # read the body away unkept: the client reads our answer
+            pass
+        await JSONResponse(refused.body(), status_code=refused.status)(scope, receive, send)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, whose first exit signal drains the application before it stops."""
+
+    def handle_exit(self, sig, frame) -> None:
+        state = self.config.app.state
+        if state.draining:
+            return super().handle_exit(sig, frame)
+        state.draining = True
+        log.info("shutting down: %d request(s) in flight finish first; new ones get 503", state.in_flight)
+        threading.Thread(target=self._exit_when_idle, args=(sig, frame), daemon=True).start()
+
+    def _exit_when_idle(self, sig, frame) -> None:
+        state = self.config.app.state
+        while state.in_flight or state.batcher.pending:
+            time.sleep(0.05)
+        self.should_exit = True  # not handle_exit: uvicorn would re-raise the signal and exit by it

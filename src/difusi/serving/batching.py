@@ -148,6 +148,16 @@ class Batcher:
         self.pending.extend(jobs)
         self._wake.set()
 
+    def drop(self, jobs: list[Job], why: str) -> None:
+        """Take a request's jobs out of the queue (its client left or its time ran out): no sampler
+        call generates them. A job already in the running call finishes there, unread: the samplers
+        decode a batch as one."""
+        queued = [job for job in jobs if job in self.pending]
+        for job in queued:
+            self.pending.remove(job)
+        log.info("request %s: %d queued answer(s) dropped, %d in the running call", why, len(queued),
+                 len(jobs) - len(queued))  # fmt: skip
+
     def _take(self) -> list[Job]:
         key = (self.pending[0].settings, self.pending[0].seed)
         batch = [job for job in self.pending if (job.settings, job.seed) == key][: self.max_batch_size]
@@ -159,6 +169,9 @@ class Batcher:
         """Serve the queue until cancelled."""
         while True:
             await self._wake.wait()
+            if not self.pending:  # every queued job was dropped
+                self._wake.clear()
+                continue
             batch = self._take()
             if not self.pending:
                 self._wake.clear()
