@@ -480,3 +480,37 @@ def test_a_failed_sampler_call_is_a_500_and_the_server_goes_on(tiny):
             .choices[0]
             .message.content
         )
+
+
+def test_the_load_benchmark_drives_a_real_server_and_reports_every_phase(tiny_checkpoint, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from difusi.cli import main
+
+    rows = {
+        "subset_name": ["a", "b"],
+        "template_name": ["t", "t"],
+        "input": ["Halo", "Apa kabar?"],
+        "output": ["x", "y"],
+    }
+    pq.write_table(pa.table(rows), tmp_path / "test.parquet")
+    server = ["--model", str(tiny_checkpoint), "--steps", "4", "--gen-length", "4", "--block-length", "4"]
+    code = main(["bench", "serve", "--data", str(tmp_path / "test.parquet"), "--clients", "3", "--duration", "2",
+                 "--single-duration", "1", "--out", str(tmp_path / "load"), "--", *server])  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "load" / "serve_load.json").read_text())
+    single, loaded = report["results"]
+    assert (single["phase"], single["clients"], loaded["phase"], loaded["clients"]) == (
+        "one at a time",
+        1,
+        "3 clients",
+        3,
+    )
+    for phase in (single, loaded):
+        assert phase["requests"] > 0 and phase["failed"] == 0 and phase["tokens_per_s"] > 0
+        assert 0 < phase["latency_p50_s"] <= phase["latency_p95_s"] <= phase["latency_p99_s"]
+    assert report["batching_gain"] == pytest.approx(loaded["tokens_per_s"] / single["tokens_per_s"])
+    assert set(report["resident_bytes"]) == {"start", "after first minute", "end"}
+    assert all(value > 10 * 2**20 for value in report["resident_bytes"].values())
+    assert "| 3 clients | 3 |" in capsys.readouterr().out

@@ -109,7 +109,28 @@ def register_speed_quality(items: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_speed_quality)
 
 
-BENCHMARKS = [register_sampler, register_sampling, register_speed_quality]
+def register_serve(items: argparse._SubParsersAction) -> None:
+    parser = items.add_parser(
+        "serve",
+        help="load test of `difusi serve`: concurrent clients against one at a time",
+        description="Everything after `--` is passed to `difusi serve` (e.g. -- --model M --steps 32).",
+    )
+    parser.add_argument("--data", required=True, help="test.parquet whose inputs are the prompts")
+    parser.add_argument("--limit", type=int, default=32, help="prompts taken (default 32)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument(
+        "--duration", type=float, default=300, help="seconds of the concurrent phase (default 300)"
+    )
+    parser.add_argument(
+        "--single-duration", type=float, default=60, help="seconds one at a time (default 60)"
+    )
+    parser.add_argument("--max-tokens", type=int, default=None, help="answer length (default: the server's)")
+    parser.add_argument("--out", default="bench-serve", help="directory for serve_load.json and .md")
+    parser.add_argument("serve_args", nargs=argparse.REMAINDER, help="-- then `difusi serve` arguments")
+    parser.set_defaults(func=run_serve)
+
+
+BENCHMARKS = [register_sampler, register_sampling, register_speed_quality, register_serve]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -248,3 +269,35 @@ def run_speed_quality(args: argparse.Namespace) -> None:
     )
     print(write_speed_quality(results, len(rows), args.out, header))
     print(f"written {args.out}/speed_quality.json, .md and .png")
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    from difusi.evaluation.evaluate import load_test_rows
+    from difusi.io import write_json, write_text
+    from difusi.model.loading import resolve_checkpoint_dir
+    from difusi.model.tokenizer import load_tokenizer
+    from difusi.serving.load import LoadResult, load_table, load_test
+
+    serve_args = args.serve_args[1:] if args.serve_args[:1] == ["--"] else args.serve_args
+    if "--model" not in serve_args:
+        raise DifusiError("give the server's arguments after `--`, e.g. -- --model runs/demo/base/model")
+    rows = load_test_rows(args.data, args.limit)
+    tokenizer = load_tokenizer(resolve_checkpoint_dir(serve_args[serve_args.index("--model") + 1]))
+    count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    report = load_test(
+        serve_args, [row["input"] for row in rows], count, args.clients, args.duration,
+        args.single_duration, args.max_tokens,
+    )  # fmt: skip
+    memory = {k: v / 2**20 for k, v in report["resident_bytes"].items()}
+    table = load_table([LoadResult(**r) for r in report["results"]])
+    summary = (
+        f"batched throughput {report['batching_gain']:.2f}x one at a time (tokens/s); server memory "
+        + ", ".join(f"{k} {v:.0f} MiB" for k, v in memory.items())
+    )
+    out = Path(args.out)
+    write_json(out / "serve_load.json", report)
+    write_text(out / "serve_load.md", f"{table}\n\n{summary}\n")
+    print(f"{table}\n\n{summary}")
+    if report["errors"]:
+        print("errors:", *report["errors"], sep="\n  ")
+    print(f"written {out}/serve_load.json and .md")
