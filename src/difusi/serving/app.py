@@ -182,7 +182,8 @@ def validation_error(errors) -> ApiError:
         str(part) for part in first["loc"][1:] if part not in UNION_TAGS and "[" not in str(part)
     )
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return ApiError(400, f"{where or 'body'}: {first['msg']}{more}", param=where or None)
+    message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for our own checks
+    return ApiError(400, f"{where or 'body'}: {message}{more}", param=where or None)
 
 
 async def collect(events: asyncio.Queue[Event], count: int) -> list[Answer]:
