@@ -200,6 +200,11 @@ MALFORMED = [
     ("echo", {"model": "tiny", "prompt": "Halo", "echo": True}, 400),
     ("suffix", {"model": "tiny", "prompt": "Halo", "suffix": "!"}, 400),
     (
+        "streamed usage",
+        {"model": "tiny", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}},
+        400,
+    ),
+    (
         "10 MB body",
         json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "a" * 10**7}]}).encode(),
         413,

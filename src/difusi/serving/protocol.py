@@ -5,8 +5,8 @@ Fields are strictly typed (no "10" for 10, no "yes" for true) and checked agains
 (temperature 0-2, top_p in (0, 1], penalties in [-2, 2], at most 4 stop sequences ...). Every
 sampling field is either honoured (temperature, top_p, the `top_k` extra, seed, stop, max_tokens)
 or, with a value that would change the answer, refused with a 400 naming it (penalties, logit_bias,
-logprobs, n or best_of above 1, echo, suffix, tools, a JSON response format): never a silent no-op.
-Fields that cannot change the answer (user, metadata, stream_options ...) are accepted. difusi's
+logprobs, n or best_of above 1, echo, suffix, tools, a JSON response format, streamed usage):
+never a silent no-op. Fields that cannot change the answer (user, metadata ...) are accepted. difusi's
 sampler settings are extra body fields of the same names (`steps`, `block_length`, `cache`,
 `threshold` ...).
 """
@@ -70,6 +70,7 @@ class GenerationRequest(Strict):
     suffix: str | None = None
     tools: list[dict] | None = None
     response_format: dict | None = None
+    stream_options: dict | None = None
     steps: int | None = Field(None, ge=1)
     gen_length: int | None = Field(None, ge=1)
     block_length: int | None = Field(None, ge=1)
@@ -105,6 +106,13 @@ class GenerationRequest(Strict):
     def not_asked(cls, value):
         if value:  # False, 0 or None ask for nothing
             raise ValueError("not supported by this server; leave it out")
+        return value
+
+    @field_validator("stream_options")
+    @classmethod
+    def no_stream_usage(cls, value: dict | None) -> dict | None:
+        if value and value.get("include_usage"):
+            raise ValueError("streamed usage is not sent by this server; leave include_usage out")
         return value
 
     @field_validator("response_format")
