@@ -422,7 +422,8 @@ def test_sigterm_finishes_the_answers_in_flight_refuses_new_ones_and_exits_0(tin
             asked = [
                 pool.submit(client.chat.completions.create, model="tiny", messages=MESSAGES) for _ in range(8)
             ]
-            while http(f"{url}/health")[1]["queued"] < 6:  # one in the sampler, the rest queued
+            while http(f"{url}/health")[1]["in_flight"] < 8:  # all 8 requests waiting for answers
+                assert time.monotonic() < deadline + 60, "the 8 requests never were in flight together"
                 time.sleep(0.01)
             process.send_signal(signal.SIGTERM)
             time.sleep(0.2)

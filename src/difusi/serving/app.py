@@ -149,6 +149,7 @@ def create_app(model, tokenizer, sampler: SamplerSettings, config: ServeConfig) 
             "status": "ok",
             "model": name,
             "queued": len(batcher.pending),
+            "in_flight": app.state.in_flight,
             "sampler_calls": batcher.sampler_calls,
         }
 
