@@ -98,7 +98,7 @@ def test_chat_and_text_completions(server):
     assert [m.id for m in client.models.list().data] == ["tiny"]
     assert http(f"{server.url}/health") == (
         200,
-        {"status": "ok", "model": "tiny", "queued": 0, "sampler_calls": server.sampler_calls},
+        {"status": "ok", "model": "tiny", "queued": 0, "in_flight": 0, "sampler_calls": server.sampler_calls},
     )
 
 
