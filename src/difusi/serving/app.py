@@ -88,11 +88,11 @@ def create_app(model, tokenizer, sampler: SamplerSettings, config: ServeConfig) 
             ) from error
         reply = Reply(name, chat, sum(map(len, prompts)))
         deadline = None if config.request_timeout is None else time.monotonic() + config.request_timeout
-        app.state.in_flight += 1
         if body.stream:
 
             async def chunks() -> AsyncIterator[str]:
                 finished = False
+                app.state.in_flight += 1  # here, not before: a stream never started never ends either
                 try:
                     async for chunk in reply.stream(events, len(jobs), deadline):
                         yield chunk
@@ -103,6 +103,7 @@ def create_app(model, tokenizer, sampler: SamplerSettings, config: ServeConfig) 
                     app.state.in_flight -= 1
 
             return StreamingResponse(chunks(), media_type="text/event-stream")
+        app.state.in_flight += 1
         try:
             return reply.complete(await answers_unless_abandoned(request, events, jobs, deadline))
         finally:
