@@ -79,8 +79,6 @@ QUICK_DEMO = DemoConfig(
     task_rows=3_000, per_cluster=120, test_size=60, train_steps=120, general_rows=60, probe_per_kind=8,
 )  # fmt: skip
 SHIPPED_BASES = Path(__file__).parent / "assets"
-# Settings that change no weight: a shipped base counts as pretrained with the demo's recipe without them.
-BOOKKEEPING = {"out": "", "logging_steps": 0, "save_steps": 0}
 
 
 @dataclass
@@ -126,10 +124,11 @@ def copy_shipped_base(pretraining) -> None:
     pretrained with other settings (the seed's experiment starts from a pretrained model too)."""
     from difusi.io import atomic_directory
     from difusi.tuning.config import PretrainConfig
+    from difusi.tuning.run_directory import differing_setting
 
     source = shipped_base(pretraining.objective)
     shipped = PretrainConfig.from_yaml(source / "config.yaml")
-    if dataclasses.replace(shipped, **BOOKKEEPING) != dataclasses.replace(pretraining, **BOOKKEEPING):
+    if differing_setting(shipped, pretraining) is not None:  # bookkeeping (out, logging) aside
         raise DifusiError(
             f"the shipped base {source.name} was pretrained with other settings than this demo's; "
             "pass --pretrain to pretrain one here"

@@ -57,16 +57,19 @@ def test_cli_writes_json_table_and_plot(tiny_checkpoint, tmp_path, capsys):
     assert "| exact, 8 steps |" in capsys.readouterr().out
 
 
+def block_and_ar_models(tiny_checkpoint, tmp_path):
+    """(test rows, tokenizer, a block-size-4 copy and a causal copy of the tiny model): speed only."""
+    pq.write_table(pa.table(ROWS), tmp_path / "test.parquet")
+    model, tokenizer = load_model(str(tiny_checkpoint), device="cpu")
+    block, ar_model = copy.deepcopy(model), copy.deepcopy(model)
+    block.config.block_size, ar_model.config.causal = 4, True
+    return load_test_rows(tmp_path / "test.parquet"), tokenizer, block, ar_model
+
+
 def test_block_models_get_their_rows_and_paired_intervals_against_the_ar_twin(tiny_checkpoint, tmp_path):
     from difusi.evaluation.speed_quality import block_settings, speed_quality_table
 
-    pq.write_table(pa.table(ROWS), tmp_path / "test.parquet")
-    rows = load_test_rows(tmp_path / "test.parquet")
-    model, tokenizer = load_model(str(tiny_checkpoint), device="cpu")
-    block = copy.deepcopy(model)
-    block.config.block_size = 4
-    ar_model = copy.deepcopy(model)
-    ar_model.config.causal = True
+    rows, tokenizer, block, ar_model = block_and_ar_models(tiny_checkpoint, tmp_path)
     results = speed_quality(
         None, tokenizer, rows, ar_model, gen_length=8, batch_sizes=(1,), block_models={"b4": block}
     )
@@ -86,13 +89,7 @@ def test_repeats_interleave_the_settings_and_keep_each_ones_fastest_run(
 ):
     import difusi.evaluation.speed_quality as module
 
-    pq.write_table(pa.table(ROWS), tmp_path / "test.parquet")
-    rows = load_test_rows(tmp_path / "test.parquet")
-    model, tokenizer = load_model(str(tiny_checkpoint), device="cpu")
-    block = copy.deepcopy(model)
-    block.config.block_size = 4
-    ar_model = copy.deepcopy(model)
-    ar_model.config.causal = True
+    rows, tokenizer, block, ar_model = block_and_ar_models(tiny_checkpoint, tmp_path)
     once = speed_quality(
         None, tokenizer, rows, ar_model, gen_length=8, batch_sizes=(1,), block_models={"b": block}
     )

@@ -311,8 +311,8 @@ def test_server_answers_after_every_malformed_request(server):
     assert http(f"{server.url}/v1/nowhere")[1]["error"]["message"] == "Not Found"
 
 
-def test_a_full_queue_answers_503(tiny):
-    app = create_app(*tiny, SAMPLER, ServeConfig(name="tiny", max_queue=1))
+def held(app) -> tuple[threading.Event, threading.Event]:
+    """(running, release): the app's sampler calls wait for `release` once `running` is set."""
     engine = app.state.batcher.engine
     release, running = threading.Event(), threading.Event()
     real_run = engine.run
@@ -323,6 +323,12 @@ def test_a_full_queue_answers_503(tiny):
         real_run(jobs)
 
     engine.run = held_run
+    return running, release
+
+
+def test_a_full_queue_answers_503(tiny):
+    app = create_app(*tiny, SAMPLER, ServeConfig(name="tiny", max_queue=1))
+    running, release = held(app)
     with start(app) as server:
         client = server.client()
 
@@ -341,21 +347,6 @@ def test_a_full_queue_answers_503(tiny):
             assert first.result().choices[0].message.content and second.result().choices[0].message.content
         assert refused.value.status_code == 503
         assert refused.value.body["code"] == "queue_full"
-
-
-def held(app) -> tuple[threading.Event, threading.Event]:
-    """(running, release): the app's sampler calls wait for `release` once `running` is set."""
-    engine = app.state.batcher.engine
-    release, running = threading.Event(), threading.Event()
-    real_run = engine.run
-
-    def held_run(jobs):
-        running.set()
-        release.wait(30)
-        real_run(jobs)
-
-    engine.run = held_run
-    return running, release
 
 
 def test_a_client_that_leaves_is_dropped_from_the_queue(tiny, caplog):
@@ -400,30 +391,28 @@ def test_a_request_past_its_time_limit_gets_504_and_leaves_the_queue(tiny):
 
 
 def test_sigterm_finishes_the_answers_in_flight_refuses_new_ones_and_exits_0(tiny_checkpoint):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "difusi", "serve", "--model", str(tiny_checkpoint), "--port", str(port),
-               "--name", "tiny", "--max-batch-size", "1", "--steps", "64", "--gen-length", "64"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = [
+        "--model",
+        str(tiny_checkpoint),
+        "--name",
+        "tiny",
+        "--max-batch-size",
+        "1",
+        "--steps",
+        "64",
+        "--gen-length",
+        "64",
+    ]
+    process, url = serve_process(args)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                http(f"{url}/health")
-                break
-            except urllib.error.URLError:
-                assert process.poll() is None and time.monotonic() < deadline, "difusi serve did not start"
-                time.sleep(0.2)
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        deadline = time.monotonic() + 60
         with ThreadPoolExecutor(8) as pool:
             asked = [
                 pool.submit(client.chat.completions.create, model="tiny", messages=MESSAGES) for _ in range(8)
             ]
             while http(f"{url}/health")[1]["in_flight"] < 8:  # all 8 requests waiting for answers
-                assert time.monotonic() < deadline + 60, "the 8 requests never were in flight together"
+                assert time.monotonic() < deadline, "the 8 requests never were in flight together"
                 time.sleep(0.01)
             process.send_signal(signal.SIGTERM)
             time.sleep(0.2)
@@ -441,28 +430,34 @@ def test_sigterm_finishes_the_answers_in_flight_refuses_new_ones_and_exits_0(tin
     assert "shutting down: 8 request(s) in flight finish first; new ones get 503" in output
 
 
-def test_serve_command_binds_localhost_by_default(tiny_checkpoint):
-    assert ServeConfig().host == "127.0.0.1"
+def serve_process(args: list[str]) -> tuple[subprocess.Popen, str]:
+    """`difusi serve ARGS` as its own process on a free port, once /health answers; (process, url)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "difusi", "serve", "--model", str(tiny_checkpoint), "--port", str(port)]
+    command = [sys.executable, "-m", "difusi", "serve", *args, "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while True:
+        try:
+            http(f"{url}/health")
+            return process, url
+        except urllib.error.URLError:
+            assert process.poll() is None and time.monotonic() < deadline, "difusi serve did not start"
+            time.sleep(0.2)
+
+
+def test_serve_command_binds_localhost_by_default(tiny_checkpoint):
+    assert ServeConfig().host == "127.0.0.1"
+    process, url = serve_process(["--model", str(tiny_checkpoint)])
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                status, health = http(f"http://127.0.0.1:{port}/health")
-                break
-            except urllib.error.URLError:
-                assert process.poll() is None and time.monotonic() < deadline, "difusi serve did not start"
-                time.sleep(0.2)
+        status, health = http(f"{url}/health")
         assert status == 200 and health["model"] == str(tiny_checkpoint)
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0]
-    assert f"Uvicorn running on http://127.0.0.1:{port}" in output
+    assert f"Uvicorn running on {url}" in output
 
 
 def test_a_failed_sampler_call_is_a_500_and_the_server_goes_on(tiny):

@@ -10,6 +10,7 @@ whole answer's latency).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import socket
 import statistics
 import subprocess
@@ -120,7 +121,7 @@ def run_phase(
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="load", max_retries=0, timeout=600)
     outcomes: list[Outcome] = []
     lock, end = threading.Lock(), time.perf_counter() + seconds
-    counter = iter(range(10**12))
+    counter = itertools.count()
 
     def worker(number: int) -> None:
         while time.perf_counter() < end:

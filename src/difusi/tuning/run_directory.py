@@ -117,8 +117,14 @@ def start_point(out: Path, resume: bool, final: str, clean: bool) -> StartPoint:
     return StartPoint()
 
 
-# Settings a relaunch may change: where the run is written and how often it logs and saves.
+# Settings that change no weight: where the run is written and how often it logs and saves.
 BOOKKEEPING = ("out", "logging_steps", "save_steps")
+
+
+def differing_setting(saved, now) -> str | None:
+    """The first setting, bookkeeping aside, in which two run configs differ (None: the same run)."""
+    a, b = saved.to_dict(), now.to_dict()
+    return next((key for key in b if key not in BOOKKEEPING and a.get(key) != b[key]), None)
 
 
 def check_same_settings(out: Path, config) -> None:
@@ -126,13 +132,12 @@ def check_same_settings(out: Path, config) -> None:
     saved_path = out / "config.yaml"
     if not saved_path.is_file():
         return
-    saved, now = type(config).from_yaml(saved_path).to_dict(), config.to_dict()
-    for key, value in now.items():
-        if key not in BOOKKEEPING and saved.get(key) != value:
-            raise DifusiError(
-                f"{out} holds a run with other settings ({key}: {saved.get(key)!r} there, {value!r} now); "
-                "relaunch with the same settings or choose another --out"
-            )
+    saved = type(config).from_yaml(saved_path)
+    if (key := differing_setting(saved, config)) is not None:
+        raise DifusiError(
+            f"{out} holds a run with other settings ({key}: {saved.to_dict().get(key)!r} there, "
+            f"{config.to_dict()[key]!r} now); relaunch with the same settings or choose another --out"
+        )
 
 
 def claim_run(out: Path, resume: bool, final: str, config, args) -> tuple[RunLock | None, StartPoint]:
