@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from difusi.autoregressive import ar_generate
 from difusi.diffusion.block_sampler import block_generate
+from difusi.diffusion.losses import batch_generator
 from difusi.diffusion.sampler import SamplerSettings, generate
 from difusi.errors import DifusiError
 from difusi.model.configuration_llada import padding_id
@@ -90,7 +91,7 @@ def generate_answers(
             for index in batch:
                 answers[index] = done[index]
             continue
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
+        generator = batch_generator(seed, number)
         width = max(len(prompts[i]) for i in batch)
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)

@@ -52,7 +52,7 @@ def test_the_first_logged_loss_is_the_block_loss_of_the_first_batch(make_config,
     model.config.block_size = 4
     expected = block_diffusion_loss(
         model.train(), batch["input_ids"], model.config.mask_token_id, 4, batch["prompt_lengths"],
-        noise_generator(42, 0, 0, 0), True, "answer_length",
+        noise_generator(42, 0, 0), True, "answer_length",
     )  # fmt: skip
     got = run.trainer.compute_loss(run.trainer.model, batch)
     torch.testing.assert_close(got, expected)

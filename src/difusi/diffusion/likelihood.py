@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 
 from difusi.autoregressive import answer_nll
 from difusi.diffusion.block import block_answer_nelbo
-from difusi.diffusion.losses import uniform
+from difusi.diffusion.losses import batch_generator, uniform
 from difusi.diffusion.sampler import classifier_free_guidance, eval_mode, model_device
+from difusi.distributed import Processes, unsharded
 from difusi.errors import DifusiError
 from difusi.model.configuration_llada import padding_id
 
@@ -230,30 +231,45 @@ def dataset_elbo(
 
 
 def score_references(
-    model, examples: list[dict], mc_num: int, batch_size: int, seed: int = 0, progress: bool = True
+    model,
+    examples: list[dict],
+    mc_num: int,
+    batch_size: int,
+    seed: int = 0,
+    progress: bool = True,
+    processes: Processes | None = None,
 ) -> list[tuple[float, int]]:
     """Per SFT example: (summed negative ELBO of its answer in nats, answer tokens scored).
 
-    Examples are scored `batch_size` at a time (for the progress bar) from one seeded generator.
+    Examples are scored `batch_size` at a time, each batch from its own generator (`batch_generator`),
+    so the scores depend on neither the process count nor the order batches are scored in. With
+    `processes` (every process of a launch calls this), each scores its share of the batches, an
+    FSDP-sharded model gathered whole for it, and every process gets all scores in order.
     A causal model's score is its exact negative log-likelihood of the answer instead; a
     block-diffusion model's, its block negative ELBO (`block_answer_nelbo`).
     """
-    if model.config.causal:
-        return [
-            answer_nll(model, example)
-            for example in tqdm(examples, desc="scoring references", unit="row", disable=not progress)
+    processes = processes or Processes()
+    chunks = [
+        (number, examples[start : start + batch_size])
+        for number, start in enumerate(range(0, len(examples), batch_size))
+    ]
+    mine = processes.share(chunks)
+    with unsharded(model), eval_mode(model):
+        scored = [
+            _score_chunk(model, chunk, mc_num, batch_size, batch_generator(seed, number))
+            for number, chunk in tqdm(
+                mine, desc="scoring references", unit="batch", disable=not progress or not processes.main
+            )
         ]
+    return [score for chunk in processes.gather(scored) for score in chunk]
 
-    generator = torch.Generator().manual_seed(seed)
+
+def _score_chunk(
+    model, chunk: list[dict], mc_num: int, batch_size: int, generator
+) -> list[tuple[float, int]]:
+    if model.config.causal:
+        return [answer_nll(model, example) for example in chunk]
     if model.config.block_size:
-        with eval_mode(model):
-            return [
-                block_answer_nelbo(model, example, mc_num, generator)
-                for example in tqdm(examples, desc="scoring references", unit="row", disable=not progress)
-            ]
-    scores = []
-    chunks = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
-    for chunk in tqdm(chunks, desc="scoring references", unit="batch", disable=not progress):
-        result = dataset_elbo(model, chunk, mc_num, batch_size, generator)
-        scores += [(example.nelbo, example.answer_tokens) for example in result.per_example]
-    return scores
+        return [block_answer_nelbo(model, example, mc_num, generator) for example in chunk]
+    result = dataset_elbo(model, chunk, mc_num, batch_size, generator)
+    return [(example.nelbo, example.answer_tokens) for example in result.per_example]

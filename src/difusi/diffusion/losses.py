@@ -25,6 +25,12 @@ def uniform(
     return torch.rand(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
 
 
+def batch_generator(seed: int, number: int) -> torch.Generator:
+    """The generator of batch `number` of a run seeded `seed`: a batch's draws then do not depend on
+    the batches before it, nor on which process draws them."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + number)
+
+
 def forward_process(
     input_ids: torch.Tensor,
     mask_id: int,

@@ -10,8 +10,11 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import check_target_module_exists
+from peft.utils import SAFETENSORS_WEIGHTS_NAME
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from difusi.errors import DifusiError
@@ -85,9 +88,39 @@ def attach_adapter(model: nn.Module, config: TrainConfig, initial_dir: str | Pat
     return peft_model
 
 
-def save_adapter(model: PeftModel, config: TrainConfig, out_dir: str | Path, initial_dir: str | Path) -> None:
-    """Save the trained adapter in PEFT format; a PiSSA one converted for the original base."""
+def save_adapter(
+    model: PeftModel,
+    config: TrainConfig,
+    out_dir: str | Path,
+    initial_dir: str | Path,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Save the trained adapter in PEFT format; a PiSSA one converted for the original base.
+
+    `state_dict` (the whole model's) stands in for the model's own, as under FSDP, which shards it."""
+    model.save_pretrained(out_dir, state_dict=state_dict)
     if config.method == "pissa":
-        model.save_pretrained(out_dir, path_initial_model_for_weight_conversion=str(initial_dir))
-    else:
-        model.save_pretrained(out_dir)
+        convert_pissa_adapter(Path(out_dir), Path(initial_dir))
+
+
+def convert_pissa_adapter(adapter_dir: Path, initial_dir: Path) -> None:
+    """Rewrite the trained PiSSA adapter in `adapter_dir` as a LoRA adapter for the original base.
+
+    PiSSA trains W_res + BA where W = W_res + B0 A0 (`initial_dir` holds A0, B0), so the update to W
+    is BA - B0 A0 = [B, -B0] [A; A0]: a rank-2r LoRA at the same scale (alpha doubled with r), as
+    peft's `path_initial_model_for_weight_conversion` computes. Done on the saved files, so it needs
+    no model: an FSDP run's gathered weights convert as a single process's do.
+    """
+    weights_file = adapter_dir / SAFETENSORS_WEIGHTS_NAME
+    trained = load_file(weights_file)
+    initial = load_file(initial_dir / SAFETENSORS_WEIGHTS_NAME)
+    converted = {
+        name: torch.cat([weight, initial[name]], dim=0)
+        if ".lora_A." in name
+        else torch.cat([weight, -initial[name]], dim=1)
+        for name, weight in trained.items()
+    }
+    save_file(converted, weights_file, metadata={"format": "pt"})
+    lora = LoraConfig.from_pretrained(adapter_dir)
+    lora.r, lora.lora_alpha, lora.init_lora_weights = 2 * lora.r, 2 * lora.lora_alpha, True
+    lora.save_pretrained(adapter_dir)

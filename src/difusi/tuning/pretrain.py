@@ -157,8 +157,8 @@ def _pretrain(config: PretrainConfig, out: Path, args, checkpoint: str | None) -
         torch.cuda.reset_peak_memory_stats()
     train_metrics = run_trainer(trainer, checkpoint)
 
-    def save(model, staging: Path) -> None:
-        model.save_pretrained(staging)
+    def save(model, staging: Path, state_dict: dict | None) -> None:
+        model.save_pretrained(staging, state_dict=state_dict)
         tokenizer.save_pretrained(staging)
         generation_config.save_pretrained(staging)
 

@@ -52,6 +52,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 
 from difusi.diffusion.likelihood import score_references
+from difusi.distributed import Processes
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory, write_json
 from difusi.model.loading import load_model, save_attention
@@ -156,17 +157,19 @@ def save_run(
     train_metrics: dict,
     checkpoint: str | None,
     directory: Path,
-    save: Callable[[object, Path], None],
+    save: Callable[[object, Path, dict | None], None],
     info_first: dict,
     info_last: dict,
 ) -> None:
-    """The tail every run shares: on the main process, `save(model, staging)` fills `directory`
-    atomically and run_info.json gets `info_first`, the `run_summary`, then `info_last`; every
-    process then waits for it."""
+    """The tail every run shares: on the main process, `save(model, staging, state_dict)` fills
+    `directory` atomically and run_info.json gets `info_first`, the `run_summary`, then `info_last`;
+    every process then waits for it. `state_dict` is the model's whole state dict under FSDP (each
+    process holds a shard, and all take part in gathering it), else None: the model's own."""
+    state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
         with atomic_directory(directory) as staging:
-            save(model, staging)
+            save(model, staging, state_dict)
         info = info_first | run_summary(trainer, train_metrics, checkpoint) | info_last
         write_json(directory.parent / "run_info.json", info)
     trainer.accelerator.wait_for_everyone()
@@ -207,11 +210,11 @@ class TrainingRun:
         if trainer.eval_fn is not None and not evaluated_at(trainer.state, trainer.state.global_step):
             trainer.evaluate()
 
-        def save(model, staging: Path) -> None:
+        def save(model, staging: Path, state_dict: dict | None) -> None:
             if config.method == "full":
-                model.save_pretrained(staging)
+                model.save_pretrained(staging, state_dict=state_dict)
             else:
-                save_adapter(model, config, staging, self.out / PISSA_INITIAL_DIR)
+                save_adapter(model, config, staging, self.out / PISSA_INITIAL_DIR, state_dict)
                 save_attention(model.config, staging)
             self.tokenizer.save_pretrained(staging)
 
@@ -312,13 +315,15 @@ def _build_run(config: TrainConfig, out: Path, args, checkpoint, lock, test_file
 
 def elbo_eval(test_data: SFTData, config: TrainConfig):
     """Test-set negative ELBO per answer token (a causal model's exact negative log-likelihood), with
-    a fixed seed so every eval is comparable."""
+    a fixed seed so every eval is comparable; the rows are shared out over the launch's processes
+    (the figure is the one a single process computes)."""
 
     def evaluate(model) -> dict[str, float]:
         with torch.no_grad():
             scores = score_references(
-                model, test_data.examples, config.eval_mc_num, config.batch_size, config.seed, progress=False
-            )
+                model, test_data.examples, config.eval_mc_num, config.batch_size, config.seed, progress=False,
+                processes=Processes.launched(),
+            )  # fmt: skip
         return {"elbo": sum(nats for nats, _ in scores) / sum(tokens for _, tokens in scores)}
 
     return evaluate

@@ -26,13 +26,18 @@ TRAINER_GROUPS = ("decay", "no_decay")
 LORAPLUS_GROUPS = ("lora_A", "embedding", "lora_B", "lora_B_no_decay")
 
 
-def noise_generator(seed: int, global_step: int, micro_step: int, rank: int) -> torch.Generator:
+def noise_generator(seed: int, global_step: int, micro_batch: int) -> torch.Generator:
     """The masking-noise generator of one micro-batch, a pure function of where training stands.
 
     Keyed on the optimizer step rather than a running stream, so a resumed run draws exactly the
-    noise the uninterrupted run drew; keyed on the rank, so data-parallel workers draw differently.
+    noise the uninterrupted run drew; keyed on the micro-batch's place in the step's global batch
+    (accumulation index x processes + rank), so the same global batch draws the same noise however
+    it is split over processes and accumulation: 2 processes with accumulation 1 train as 1 process
+    with accumulation 2 (the same rows in the same micro-batches, in the data order accelerate deals).
     """
-    state = np.random.SeedSequence([seed, global_step, micro_step, rank]).generate_state(1, np.uint64)[0]
+    # The trailing 0 keeps the streams of one-process runs made before the key was the place.
+    key = [seed, global_step, micro_batch, 0]
+    state = np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state) >> 1)
 
 
@@ -119,7 +124,7 @@ class DiffusionTrainer(Trainer):
         step = self.state.global_step
         micro = self._micro[1] + 1 if self._micro[0] == step else 0
         self._micro = (step, micro)
-        return noise_generator(self.args.seed, step, micro, self.args.process_index)
+        return noise_generator(self.args.seed, step, micro * self.args.world_size + self.args.process_index)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None and self.loraplus_ratio is not None:
