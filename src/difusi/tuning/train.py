@@ -39,6 +39,7 @@ Run directory (what evaluation reads):
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -310,6 +311,11 @@ def _build_run(config: TrainConfig, out: Path, args, checkpoint, lock, test_file
         loraplus_ratio=config.loraplus_ratio if config.method == "loraplus" else None,
         eval_fn=elbo_eval(test_data, config) if test_data else None,
     )
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled:
+        logger.warning(
+            "accelerate shards with FSDP only on GPUs: these CPU processes train data-parallel (DDP) "
+            "instead, to the same result without the sharding"
+        )
     return TrainingRun(config, out, trainer, tokenizer, train_data, checkpoint, adapter_init_s, lock)
 
 
