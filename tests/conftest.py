@@ -1,7 +1,12 @@
-"""Shared fixtures: one tiny random LLaDA checkpoint (project tokenizer included), built once per run."""
+"""Shared fixtures: one tiny random LLaDA checkpoint (project tokenizer included), built once per run,
+and a launcher of two CPU processes under `accelerate launch`."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +43,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class Launcher:
+    """`accelerate launch` of 2 CPU processes over gloo with one of configs/accelerate/*.yaml; the
+    arguments are a script and its own, or `-m difusi ...`."""
+
+    def start(self, config: str, arguments: list[str], **popen) -> subprocess.Popen:
+        with socket.socket() as s:  # a free port for the processes' rendezvous
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        command = [
+            sys.executable, "-m", "accelerate.commands.launch",
+            "--config_file", str(Path(__file__).parents[1] / "configs" / "accelerate" / f"{config}.yaml"),
+            "--num_processes", "2", "--main_process_port", str(port), *arguments,
+        ]  # fmt: skip
+        environment = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+        return subprocess.Popen(command, env=environment, text=True, **popen)
+
+    def run(self, config: str, arguments: list[str]) -> subprocess.CompletedProcess:
+        """Launch and wait; fails the test with the processes' difusi errors (else stderr's tail)."""
+        process = self.start(config, arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout, stderr = process.communicate(timeout=300)
+        errors = [line for line in stderr.splitlines() if "difusi" in line and "error" in line.lower()]
+        assert process.returncode == 0, "\n".join(errors) or stderr[-3000:]
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="session")
+def launcher() -> Launcher:
+    return Launcher()

@@ -13,7 +13,7 @@ PACKAGE = Path(difusi.__file__).parent
 
 # Lowest first. A module belongs to the first layer holding its name or a package above it.
 LAYERS = [
-    ("difusi.errors", "difusi.io", "difusi.config", "difusi.corpus"),
+    ("difusi.errors", "difusi.io", "difusi.config", "difusi.corpus", "difusi.distributed"),
     ("difusi.model",),
     ("difusi.diffusion", "difusi.autoregressive"),
     ("difusi.generation",),

@@ -41,22 +41,31 @@ class Processes:
         """This process's items: every `world`-th, from position `rank` (round robin)."""
         return list(items[self.rank :: self.world])
 
+    def everyone(self, value: T) -> list[T]:
+        """Every process's `value`, by rank (on every process)."""
+        if self.world == 1:
+            return [value]
+        values: list[T] = [None] * self.world  # type: ignore[list-item]
+        torch.distributed.all_gather_object(values, value)
+        return values
+
     def gather(self, mine: list[T]) -> list[T]:
         """Every process's `share` results, back in the order of the items shared (on every process)."""
-        if self.world == 1:
-            return list(mine)
-        parts: list[list[T]] = [[] for _ in range(self.world)]
-        torch.distributed.all_gather_object(parts, mine)
+        parts = self.everyone(list(mine))
         return [
             parts[position % self.world][position // self.world] for position in range(sum(map(len, parts)))
         ]
 
+    def round_count(self, items: Sequence) -> int:
+        """How many `rounds` the items take: the largest share."""
+        return -(-len(items) // self.world)
+
     def rounds(self, items: Sequence[T]) -> Iterator[T | None]:
         """This process's items one round at a time, in step with the others: every process sees the
-        same number of rounds, None where it has nothing left (so a `gather` per round never waits on
-        a process that finished)."""
+        same number of rounds, None where it has nothing left (so an `everyone` per round never waits
+        on a process that finished)."""
         mine = self.share(items)
-        for number in range(-(-len(items) // self.world)):
+        for number in range(self.round_count(items)):
             yield mine[number] if number < len(mine) else None
 
     def broadcast(self, value: T) -> T:

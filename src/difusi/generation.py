@@ -19,6 +19,7 @@ from difusi.autoregressive import ar_generate
 from difusi.diffusion.block_sampler import block_generate
 from difusi.diffusion.losses import batch_generator
 from difusi.diffusion.sampler import SamplerSettings, generate
+from difusi.distributed import Processes
 from difusi.errors import DifusiError
 from difusi.model.configuration_llada import padding_id
 from difusi.model.tokenizer import EOT_TOKEN, encode_chat
@@ -62,6 +63,7 @@ def generate_answers(
     on_step: BatchStepHook | None = None,
     done: dict[int, tuple[str, int]] | None = None,
     on_batch: Callable[[list[int], list[tuple[str, int]]], None] | None = None,
+    processes: Processes | None = None,
 ) -> list[tuple[str, int]]:
     """Generate one answer per prompt (token ids); returns (text, answer tokens) in the prompts' order.
 
@@ -70,71 +72,83 @@ def generate_answers(
     generator per batch, seeded from `seed` and the batch's number, so a batch's answers do not
     depend on the batches before it: `done` (prompt index -> answer, e.g. from a killed run) skips
     every batch whose prompts it holds, and gives what the full run gives. `on_batch(indices,
-    answers)` follows each batch generated. A causal model decodes autoregressively (`ar_generate`, same
-    gen_length and temperature; the diffusion-only settings do not apply). A block-diffusion model
-    (`config.block_size`) decodes block by block (`block_generate`): `threshold` as given (None:
-    gen_length / steps tokens per pass), stopping at the end of text; block_length, cache,
-    remasking and early_stop do not apply.
+    answers)` follows each batch generated. With `processes` (every process of a launch calls this),
+    each generates its share of the batches, a round at a time, and every process gets every answer
+    (and every `on_batch`), the same answers one process gives. A causal model decodes
+    autoregressively (`ar_generate`, same gen_length and temperature; the diffusion-only settings
+    do not apply). A block-diffusion model (`config.block_size`) decodes block by block
+    (`block_generate`): `threshold` as given (None: gen_length / steps tokens per pass), stopping at
+    the end of text; block_length, cache, remasking and early_stop do not apply.
 
     `on_step(indices, answers)` follows every diffusion step: the indices of the batch's prompts and
     their answer areas (mask ids where nothing is committed yet); a causal model never calls it.
     """
-    stop_ids = stop_token_ids(tokenizer, model.config)
-    pad_id = padding_id(model.config)
-    device = next(model.parameters()).device
+    processes = processes or Processes()
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     answers: list[tuple[str, int]] = [("", 0)] * len(prompts)
     done = done or {}
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    for number, batch in enumerate(tqdm(batches, desc="generating", unit="batch", disable=not progress)):
+    todo = []
+    for number, batch in enumerate(batches):
         if all(index in done for index in batch):
             for index in batch:
                 answers[index] = done[index]
-            continue
-        generator = batch_generator(seed, number)
-        width = max(len(prompts[i]) for i in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, index in enumerate(batch):
-            prompt = prompts[index]
-            input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
-            attention_mask[row, width - len(prompt) :] = 1
-        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-        if model.config.block_size:
-            hook = None if on_step is None else (lambda _, answer, batch=batch: on_step(batch, answer))
-            output = block_generate(
-                model, input_ids, attention_mask, sampler.gen_length, sampler.threshold,
-                tokens_per_pass=max(1, round(sampler.gen_length / sampler.steps)),
-                temperature=sampler.temperature, top_p=sampler.top_p, top_k=sampler.top_k,
-                stop_ids=tuple(stop_ids), generator=generator, on_pass=hook,
-            )  # fmt: skip
-        elif model.config.causal:
-            output = ar_generate(
-                model,
-                input_ids,
-                attention_mask,
-                sampler.gen_length,
-                sampler.temperature,
-                tuple(stop_ids),
-                generator,
-                sampler.top_p,
-                sampler.top_k,
-            )
         else:
-            hook = (
-                None
-                if on_step is None
-                else (lambda _, x, batch=batch, width=width: on_step(batch, x[:, width:]))
+            todo.append((number, batch))
+    rounds = processes.rounds(todo)
+    for mine in tqdm(rounds, total=processes.round_count(todo), desc="generating", unit="batch",
+                     disable=not progress or not processes.main):  # fmt: skip
+        made = None
+        if mine is not None:
+            number, batch = mine
+            made = (
+                batch,
+                _answer_batch(
+                    model, tokenizer, prompts, batch, sampler, batch_generator(seed, number), on_step
+                ),
             )
-            output = generate(
-                model, input_ids, attention_mask=attention_mask, generator=generator, on_step=hook,
-                eot_id=tokenizer.convert_tokens_to_ids(EOT_TOKEN), **asdict(sampler),
-            )  # fmt: skip
-        for row, index in enumerate(batch):
-            answers[index] = decode_answer(tokenizer, output[row, width:].tolist(), stop_ids)
-        if on_batch is not None:
-            on_batch(batch, [answers[index] for index in batch])
+        for batch, batch_answers in filter(None, processes.everyone(made)):
+            for index, answer in zip(batch, batch_answers, strict=True):
+                answers[index] = answer
+            if on_batch is not None:
+                on_batch(batch, batch_answers)
     return answers
+
+
+def _answer_batch(
+    model, tokenizer, prompts: list[list[int]], batch: list[int], sampler: SamplerSettings, generator, on_step
+) -> list[tuple[str, int]]:
+    """The answers to the prompts `batch` indexes, decoded as one left-padded sampler call."""
+    stop_ids = stop_token_ids(tokenizer, model.config)
+    device = next(model.parameters()).device
+    width = max(len(prompts[i]) for i in batch)
+    input_ids = torch.full((len(batch), width), padding_id(model.config), dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, index in enumerate(batch):
+        prompt = prompts[index]
+        input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        attention_mask[row, width - len(prompt) :] = 1
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    if model.config.block_size:
+        hook = None if on_step is None else (lambda _, answer: on_step(batch, answer))
+        output = block_generate(
+            model, input_ids, attention_mask, sampler.gen_length, sampler.threshold,
+            tokens_per_pass=max(1, round(sampler.gen_length / sampler.steps)),
+            temperature=sampler.temperature, top_p=sampler.top_p, top_k=sampler.top_k,
+            stop_ids=tuple(stop_ids), generator=generator, on_pass=hook,
+        )  # fmt: skip
+    elif model.config.causal:
+        output = ar_generate(
+            model, input_ids, attention_mask, sampler.gen_length, sampler.temperature, tuple(stop_ids),
+            generator, sampler.top_p, sampler.top_k,
+        )  # fmt: skip
+    else:
+        hook = None if on_step is None else (lambda _, x: on_step(batch, x[:, width:]))
+        output = generate(
+            model, input_ids, attention_mask=attention_mask, generator=generator, on_step=hook,
+            eot_id=tokenizer.convert_tokens_to_ids(EOT_TOKEN), **asdict(sampler),
+        )  # fmt: skip
+    return [decode_answer(tokenizer, output[row, width:].tolist(), stop_ids) for row in range(len(batch))]
 
 
 def generate_text(

@@ -23,40 +23,22 @@ import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_distributed import REPO, free_port
 
 from difusi.model.loading import load_model
 
-HERE = Path(__file__).parent
+WORKER = str(Path(__file__).parent / "cpu_fsdp.py")  # the FSDP2 launch; `-m difusi` the user's
 TOLERANCE = dict(rtol=1e-5, atol=1e-6)
 WEIGHT_TOLERANCE = dict(rtol=1e-4, atol=1e-4)
-ENV = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-
-
-def launch(arguments: list[str], fsdp: bool = True, **popen) -> subprocess.Popen:
-    """`accelerate launch` of 2 processes with the FSDP config: through cpu_fsdp.py (real FSDP2),
-    or, with `fsdp=False`, the plain `-m difusi` a user runs (which accelerate turns into DDP on CPU)."""
-    target = [str(HERE / "cpu_fsdp.py")] if fsdp else ["-m", "difusi"]
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(REPO / "configs" / "accelerate" / "fsdp.yaml"),
-        "--num_processes", "2", "--main_process_port", str(free_port()),
-        *target, *arguments,
-    ]  # fmt: skip
-    return subprocess.Popen(command, env=ENV, text=True, **popen)
-
-
-def run(arguments: list[str], fsdp: bool = True) -> subprocess.CompletedProcess:
-    process = launch(arguments, fsdp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stdout, stderr = process.communicate(timeout=300)
-    errors = [line for line in stderr.splitlines() if "difusi" in line and "error" in line.lower()]
-    assert process.returncode == 0, "\n".join(errors) or stderr[-3000:]
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def one_process(arguments: list[str]) -> None:
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
-        [sys.executable, "-m", "difusi", *arguments], env=ENV, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "difusi", *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -106,9 +88,14 @@ def recipe(make_config, sft_data_with_test, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["lora", "loraplus", "pissa", "full"])
-def test_fsdp_trains_as_one_process_with_the_same_global_batch(recipe, tmp_path, tiny_checkpoint, method):
+def test_fsdp_trains_as_one_process_with_the_same_global_batch(
+    recipe, tmp_path, tiny_checkpoint, launcher, method
+):
     config = str(recipe(method=method, max_steps=4, pissa_niter=2))
-    run(["train", "--config", config, "--grad-accumulation", "1", "--out", str(tmp_path / "fsdp")])
+    launcher.run(
+        "fsdp",
+        [WORKER, "train", "--config", config, "--grad-accumulation", "1", "--out", str(tmp_path / "fsdp")],
+    )
     one_process(["train", "--config", config, "--grad-accumulation", "2", "--out", str(tmp_path / "one")])
 
     fsdp, one = metrics(tmp_path / "fsdp"), metrics(tmp_path / "one")
@@ -140,13 +127,16 @@ def test_fsdp_trains_as_one_process_with_the_same_global_batch(recipe, tmp_path,
     torch.testing.assert_close(*logits, **WEIGHT_TOLERANCE)
 
 
-def test_fsdp_killed_after_a_checkpoint_resumes_to_the_uninterrupted_run(recipe, tmp_path):
+def test_fsdp_killed_after_a_checkpoint_resumes_to_the_uninterrupted_run(recipe, tmp_path, launcher):
     config = str(recipe(method="lora", max_steps=6))
-    run(["train", "--config", config, "--grad-accumulation", "1", "--out", str(tmp_path / "whole")])
+    launcher.run(
+        "fsdp",
+        [WORKER, "train", "--config", config, "--grad-accumulation", "1", "--out", str(tmp_path / "whole")],
+    )
 
     arguments = ["train", "--config", config, "--grad-accumulation", "1", "--out", str(tmp_path / "cut")]
     # Killed inside step 5, after checkpoint 4 was written and marked.
-    process = launch(["--pause-in-step", "5", *arguments], stdout=subprocess.PIPE)
+    process = launcher.start("fsdp", [WORKER, "--pause-in-step", "5", *arguments], stdout=subprocess.PIPE)
     for line in process.stdout:
         if "paused" in line:  # both workers print it, maybe amid the other's output
             break
@@ -157,7 +147,7 @@ def test_fsdp_killed_after_a_checkpoint_resumes_to_the_uninterrupted_run(recipe,
 
     first_session = (cut / "checkpoints" / "checkpoint-4" / "trainer_state.json").stat().st_mtime_ns
 
-    run([*arguments, "--resume"])
+    launcher.run("fsdp", [WORKER, *arguments, "--resume"])
     # Continued from checkpoint 4 (a fresh start would have written every checkpoint again).
     assert (cut / "checkpoints" / "checkpoint-4" / "trainer_state.json").stat().st_mtime_ns == first_session
     whole = metrics(tmp_path / "whole")
@@ -169,9 +159,11 @@ def test_fsdp_killed_after_a_checkpoint_resumes_to_the_uninterrupted_run(recipe,
         torch.testing.assert_close(weights[name], expected[name], **WEIGHT_TOLERANCE)
 
 
-def test_fsdp_config_on_cpu_without_the_shim_trains_ddp_and_says_so(recipe, tmp_path):
+def test_fsdp_config_on_cpu_without_the_shim_trains_ddp_and_says_so(recipe, tmp_path, launcher):
     config = str(recipe(method="lora", max_steps=2, eval_steps=0))
-    result = run(["train", "--config", config, "--out", str(tmp_path / "run")], fsdp=False)
+    result = launcher.run(
+        "fsdp", ["-m", "difusi", "train", "--config", config, "--out", str(tmp_path / "run")]
+    )
     assert (
         "accelerate shards with FSDP only on GPUs: these CPU processes train data-parallel (DDP)"
         in result.stderr

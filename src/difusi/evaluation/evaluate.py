@@ -2,12 +2,15 @@
 
 For each test row: render the user prompt with the LLaDA chat template, generate an answer with
 the masked-diffusion sampler (batched, left-padded), decode it up to EOS / end of turn, and
-estimate the negative ELBO of the reference answer. Answers are kept as they are made
-(difusi.evaluation.journal): a killed evaluation relaunched with the same arguments generates only
-the rows it had left. A causal checkpoint (the `--objective ar`
-baseline) decodes with key/value-cached autoregressive decoding instead, and its reference score is
-the exact negative log-likelihood (which the diffusion ELBO bounds from above). Metrics are reported overall and per
-`subset_name`; `OUT/generations.jsonl` keeps every row, `OUT/metrics.json` the scores.
+estimate the negative ELBO of the reference answer. A causal checkpoint (the `--objective ar`
+baseline) decodes with key/value-cached autoregressive decoding instead, and its reference score
+is the exact negative log-likelihood (which the diffusion ELBO bounds from above). Metrics are
+reported overall and per `subset_name`; `OUT/generations.jsonl` keeps every row, `OUT/metrics.json`
+the scores.
+
+Answers are kept as they are made (difusi.evaluation.journal): a killed evaluation relaunched with
+the same arguments generates only the rows it had left. Under `accelerate launch` the processes
+share the batches, answers and scores as one process makes them; the main process writes.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from difusi.config import Config, nested, option
 from difusi.data.chat_format import build_sft_example
 from difusi.diffusion.likelihood import score_references
 from difusi.diffusion.sampler import SamplerSettings
+from difusi.distributed import Processes
 from difusi.errors import DifusiError
 from difusi.evaluation.journal import AnswerJournal, file_identity
 from difusi.evaluation.metrics import NELBO_PER_TOKEN, score_rows
@@ -86,9 +90,12 @@ def summarize(rows: list[dict]) -> tuple[dict, dict]:
     return score_rows(rows), per_subset
 
 
-def score_general_text(model, tokenizer: PreTrainedTokenizerBase, config: EvaluationConfig) -> list[dict]:
+def score_general_text(
+    model, tokenizer: PreTrainedTokenizerBase, config: EvaluationConfig, processes: Processes | None = None
+) -> list[dict]:
     """Per document of `config.general_text`: its summed negative ELBO as plain text after BOS (no
-    chat template: the text the model was pretrained on), cut to `max_length` tokens."""
+    chat template: the text the model was pretrained on), cut to `max_length` tokens; shared over
+    `processes` as `score_references` shares."""
     path = Path(config.general_text)
     if not path.is_file():
         raise DifusiError(f"general text {path} does not exist; pass a text file with one document a line")
@@ -103,7 +110,9 @@ def score_general_text(model, tokenizer: PreTrainedTokenizerBase, config: Evalua
         }
         for text in documents
     ]
-    scores = score_references(model, examples, config.mc_num, config.batch_size, config.seed, progress=False)
+    scores = score_references(
+        model, examples, config.mc_num, config.batch_size, config.seed, progress=False, processes=processes
+    )
     return [
         {"id": index, "nelbo": nelbo, "reference_tokens": tokens}
         for index, (nelbo, tokens) in enumerate(scores)
@@ -139,12 +148,14 @@ def evaluate(
             f"{config.max_length}; raise --max-length"
         )
     rows = load_test_rows(data, config.limit)
-    model, tokenizer = load_model(base, adapter)
+    processes = Processes.launched()  # more than one under `accelerate launch`: the work is shared
+    model, tokenizer = load_model(base, adapter, device=processes.device)
     fitted = [fit_prompt(tokenizer, row["input"], max_prompt) for row in rows]
     out = Path(out)
     # What the answers depend on; a relaunch with all of it the same continues a killed run.
     stamp = {"base": file_identity(base), "adapter": file_identity(adapter), "data": file_identity(data)}
-    journal = AnswerJournal(out, stamp | {f"setting {k}": v for k, v in config.to_dict().items()})
+    settings = {f"setting {k}": v for k, v in config.to_dict().items()}
+    journal = AnswerJournal(out, stamp | settings) if processes.main else None
     generation_started = time.perf_counter()
     answers = generate_answers(
         model,
@@ -154,8 +165,9 @@ def evaluate(
         config.batch_size,
         config.seed,
         progress,
-        done=journal.done,
-        on_batch=journal.append,
+        done=processes.broadcast(journal.done if journal else None),
+        on_batch=journal.append if journal else None,
+        processes=processes,
     )
     generated = time.perf_counter()
 
@@ -164,7 +176,9 @@ def evaluate(
         build_sft_example(tokenizer, prompt.content, row["output"], config.max_length)
         for row, prompt in zip(rows, fitted, strict=True)
     ]
-    scores = score_references(model, examples, config.mc_num, config.batch_size, config.seed, progress)
+    scores = score_references(
+        model, examples, config.mc_num, config.batch_size, config.seed, progress, processes
+    )
     records = [
         {
             "id": row["id"],
@@ -182,7 +196,7 @@ def evaluate(
         )
     ]
     overall, per_subset = summarize(records)
-    general = score_general_text(model, tokenizer, config) if config.general_text else []
+    general = score_general_text(model, tokenizer, config, processes) if config.general_text else []
     if general:
         overall["general_nelbo_per_token"] = NELBO_PER_TOKEN(general)
     finished = time.perf_counter()
@@ -201,9 +215,10 @@ def evaluate(
         "seconds": round(finished - started, 3),
         "generation_seconds": round(generated - generation_started, 3),
     }
-    write_jsonl(out / "generations.jsonl", records)
-    if general:
-        write_jsonl(out / "general.jsonl", general)
-    write_json(out / "metrics.json", metrics)
-    journal.remove()
+    if journal is not None:  # the main process writes; the others only shared the work
+        write_jsonl(out / "generations.jsonl", records)
+        if general:
+            write_jsonl(out / "general.jsonl", general)
+        write_json(out / "metrics.json", metrics)
+        journal.remove()
     return metrics

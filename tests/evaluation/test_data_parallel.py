@@ -1,0 +1,80 @@
+"""`accelerate launch -m difusi evaluate` on 2 CPU processes writes the report one process writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from difusi.corpus import indonesian_sentences
+from difusi.demo import SHIPPED_BASES
+
+# The demo's pretrained base (a random model gives every row one answer at temperature 0).
+BASE = SHIPPED_BASES / "demo-base" / "model"
+
+# 9 rows in batches of 2: 5 batches, so the second process has a round with nothing to do.
+ROWS = 9
+TIMINGS = ("seconds", "generation_seconds")
+
+
+@pytest.fixture(scope="module")
+def evaluation_data(tmp_path_factory):
+    """A test.parquet of real Indonesian sentences (prompt: the first words; reference: the next),
+    and a general-text file for the forgetting score."""
+    root = tmp_path_factory.mktemp("evaluation_data")
+    sentences = indonesian_sentences()
+    words = [sentence.split() for sentence in sentences[:ROWS]]
+    columns = {
+        "dataset_name": ["cendol_collection_v2"] * ROWS,
+        "subset_name": ["wikipedia_id", "news_id", "dolly_id"] * (ROWS // 3),
+        "prompt_id": ["p0"] * ROWS,
+        "template_name": ["t0", "t1", "t2"] * (ROWS // 3),
+        "dataset_key": ["test"] * ROWS,
+        "input": ["Lanjutkan: " + " ".join(w[:5]) for w in words],
+        "output": [" ".join(w[5:12]) for w in words],
+    }
+    pq.write_table(pa.table(columns), root / "test.parquet")
+    (root / "general.txt").write_text("\n".join(sentences[200:205]) + "\n", encoding="utf-8")
+    return root
+
+
+def arguments(checkpoint, data, out, temperature: float) -> list[str]:
+    return [
+        "evaluate", "--base", str(checkpoint), "--data", str(data / "test.parquet"), "--out", str(out),
+        "--steps", "8", "--gen-length", "8", "--block-length", "4", "--batch-size", "2", "--mc-num", "2",
+        "--max-length", "64", "--temperature", str(temperature), "--general-text", str(data / "general.txt"),
+        "--no-progress",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_two_processes_write_the_report_of_one(evaluation_data, tmp_path, launcher, temperature):
+    one, two = tmp_path / "one", tmp_path / "two"
+    result = subprocess.run(
+        [sys.executable, "-m", "difusi", *arguments(BASE, evaluation_data, one, temperature)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    launcher.run("ddp", ["-m", "difusi", *arguments(BASE, evaluation_data, two, temperature)])
+
+    assert sorted(p.name for p in two.iterdir()) == ["general.jsonl", "generations.jsonl", "metrics.json"]
+    for name in ("generations.jsonl", "general.jsonl"):
+        assert (two / name).read_bytes() == (one / name).read_bytes()
+    generations = [json.loads(line) for line in (two / "generations.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in generations] == list(range(ROWS))
+    assert len({row["generation"] for row in generations}) > 1  # real answers, not one repeated
+    metrics_one, metrics_two = (json.loads((out / "metrics.json").read_text()) for out in (one, two))
+    for timing in TIMINGS:
+        metrics_one.pop(timing), metrics_two.pop(timing)
+    assert metrics_two == metrics_one
+    assert metrics_two["n"] == ROWS and set(metrics_two["per_subset"]) == {
+        "dolly_id",
+        "news_id",
+        "wikipedia_id",
+    }
