@@ -27,10 +27,12 @@ class Processes:
     @classmethod
     def launched(cls) -> Processes:
         """The processes of this launch, read by accelerate (which starts torch.distributed when a
-        launcher set the environment); one process when nothing launched it."""
+        launcher set the environment: NCCL on GPUs, gloo on CPUs); one process when nothing
+        launched it."""
         from accelerate import PartialState
 
-        state = PartialState()
+        # Without cpu=True accelerate sees a CPU-only launch as no launch at all.
+        state = PartialState(cpu=not torch.cuda.is_available())
         return cls(state.process_index, state.num_processes, state.device)
 
     @property

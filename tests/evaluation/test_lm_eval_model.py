@@ -19,7 +19,7 @@ from lm_eval.api.instance import Instance  # noqa: E402
 from difusi import SamplerSettings, generate, generate_answers, log_likelihood  # noqa: E402
 from difusi.cli import main  # noqa: E402
 from difusi.errors import DifusiError  # noqa: E402
-from difusi.evaluation.lm_eval_model import DifusiLM  # noqa: E402
+from difusi.evaluation.lm_eval_model import DifusiLM, request_generator  # noqa: E402
 from difusi.generation import SAMPLER_FIELDS  # noqa: E402
 
 MODEL_ARGS = {"mc_num": 8, "mc_batch_size": 4, "steps": 16, "gen_length": 16, "block_length": 8}
@@ -64,9 +64,20 @@ def test_longer_continuations_use_the_same_estimator_and_seed(tiny_checkpoint):
         continuation_ids,
         mc_num=8,
         batch_size=4,
-        generator=torch.Generator().manual_seed(3),
+        generator=request_generator(3, context_ids, continuation_ids),
     )
     assert value == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_requests_score_depends_on_neither_its_neighbours_nor_their_order(tiny_checkpoint):
+    lm = DifusiLM(pretrained=str(tiny_checkpoint), device="cpu", **MODEL_ARGS)
+    pairs = [("Saya suka makan", " nasi goreng pedas"), ("Ibu kota Indonesia", " adalah Jakarta"),
+             ("Pulau terbesar", " Kalimantan")]  # fmt: skip
+    together = [value for value, _ in lm.loglikelihood([request("loglikelihood", *p) for p in pairs])]
+    backwards = [value for value, _ in lm.loglikelihood([request("loglikelihood", *p) for p in pairs[::-1]])]
+    alone = [lm.loglikelihood([request("loglikelihood", *p)])[0][0] for p in pairs]
+    assert together == backwards[::-1] == alone
+    assert len(set(together)) == 3
 
 
 def test_greedy_check_follows_the_sampler(tiny_checkpoint):
@@ -84,13 +95,11 @@ def test_greedy_check_follows_the_sampler(tiny_checkpoint):
 def test_rolling_loglikelihood_conditions_on_bos_and_spans_windows(lm, tiny_checkpoint):
     text = "Jakarta adalah ibu kota Indonesia dan kota terbesar di negeri ini."
     ids = lm.tok_encode(text, add_special_tokens=False)
-    lm.generator.manual_seed(0)
 
     [value] = lm.loglikelihood_rolling([request("loglikelihood_rolling", text)])
 
-    expected = log_likelihood(
-        lm.model, [lm.prefix_token_id], ids, 8, 4, generator=torch.Generator().manual_seed(0)
-    )
+    generator = request_generator(lm.seed, [lm.prefix_token_id], ids)
+    expected = log_likelihood(lm.model, [lm.prefix_token_id], ids, 8, 4, generator=generator)
     assert value == pytest.approx(expected, abs=1e-6)
     short = DifusiLM(pretrained=str(tiny_checkpoint), device="cpu", max_length=8, **MODEL_ARGS)
     [windowed] = short.loglikelihood_rolling([request("loglikelihood_rolling", text)])
@@ -147,6 +156,13 @@ def local_tasks(tmp_path_factory) -> Path:
                     "answer": 0,
                 },
                 {"question": "Warna langit siang hari", "choices": [" biru", " hijau"], "answer": 0},
+                {
+                    "question": "Hewan yang menggonggong",
+                    "choices": [" anjing", " kucing", " ikan"],
+                    "answer": 0,
+                },
+                {"question": "Satu minggu ada", "choices": [" tujuh hari", " lima hari"], "answer": 0},
+                {"question": "Air membeku menjadi", "choices": [" es", " uap", " pasir"], "answer": 0},
             ]
         )
     )
@@ -242,6 +258,46 @@ def test_difusi_lm_eval_command_writes_results_json(tiny_checkpoint, local_tasks
     results = json.loads(results_file.read_text())["results"]
     assert set(results) == {"difusi_local_mc", "difusi_local_gen"}
     assert len(list((tmp_path / "out").rglob("samples_difusi_local_*.jsonl"))) == 2
+
+
+def lm_eval_arguments(checkpoint, tasks, out) -> list[str]:
+    args = ",".join(f"{key}={value}" for key, value in MODEL_ARGS.items())
+    return [
+        "lm-eval", "--model", "difusi", "--model_args", f"pretrained={checkpoint},{args}",
+        "--tasks", "difusi_local_mc,difusi_local_gen", "--include_path", str(tasks),
+        "--output_path", str(out), "--log_samples", "--device", "cpu",
+    ]  # fmt: skip
+
+
+def samples(out: Path) -> dict[str, list]:
+    """Per task: each document's id, responses and filtered responses, by document id. Of each
+    request's responses the first: lm-eval appends the answers to the requests it repeats to even
+    out the processes' shares to the request repeated (its metrics read the first)."""
+    found = {}
+    for path in out.rglob("samples_*.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        found[path.name.split("_2")[0]] = sorted(
+            (r["doc_id"], [resps[0] for resps in r["resps"]], r["filtered_resps"]) for r in rows
+        )
+    return found
+
+
+@pytest.mark.slow
+def test_two_processes_score_as_one(tiny_checkpoint, local_tasks, offline, tmp_path, launcher):
+    # 5 multiple-choice documents over 2 processes: lm-eval pads the second's share with a repeat.
+    assert main(lm_eval_arguments(tiny_checkpoint, local_tasks, tmp_path / "one")) == 0
+    launched = launcher.run(
+        "ddp", ["-m", "difusi", *lm_eval_arguments(tiny_checkpoint, local_tasks, tmp_path / "two")]
+    )
+    # lm-eval gave each process its share of the documents.
+    assert "Building contexts for difusi_local_mc on rank 1" in launched.stderr
+
+    one, two = (
+        json.loads(next((tmp_path / out).rglob("results_*.json")).read_text()) for out in ("one", "two")
+    )
+    assert two["results"] == one["results"]
+    assert samples(tmp_path / "two") == samples(tmp_path / "one")
+    assert len(samples(tmp_path / "two")["samples_difusi_local_mc"]) == 5
 
 
 def test_only_lm_eval_passes_unknown_arguments_on(capsys):

@@ -61,7 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"difusi {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        end_process_group()
     return 0
+
+
+def end_process_group() -> None:
+    """End the torch.distributed process group a launched command started: left to interpreter
+    exit, gloo's threads can abort the process ("terminate called without an active exception")."""
+    distributed = sys.modules.get("torch.distributed")  # never started if torch was never imported
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -214,6 +214,7 @@ def evaluate(
         "truncated_references": sum(example["truncated"] for example in examples),
         "seconds": round(finished - started, 3),
         "generation_seconds": round(generated - generation_started, 3),
+        "processes": processes.world,
     }
     if journal is not None:  # the main process writes; the others only shared the work
         write_jsonl(out / "generations.jsonl", records)

@@ -9,6 +9,9 @@ by LLaDA's evaluation protocol.
   sequence. The sampler options (steps, gen_length, block_length, cache, threshold ...) are model
   args; a task's generation kwargs of the same names override them.
 
+Each request's draws are seeded from the request itself, so under `accelerate launch` (lm-eval
+shares the requests out by rank and gathers the results) the scores are one process's.
+
 Importing this module registers the model with lm-eval; `difusi lm-eval` imports it before running
 lm-eval's own command line. The harness needs the `lmeval` extra (`pip install difusi[lmeval]`).
 """
@@ -19,6 +22,7 @@ import dataclasses
 import logging
 from typing import Any
 
+import numpy as np
 import torch
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
@@ -28,6 +32,7 @@ from tqdm.auto import tqdm
 from difusi.diffusion.block_sampler import block_generate
 from difusi.diffusion.likelihood import log_likelihood
 from difusi.diffusion.sampler import SamplerSettings, generate
+from difusi.distributed import Processes
 from difusi.errors import DifusiError
 from difusi.generation import SAMPLER_FIELDS, cut_at_stop, generate_answers
 from difusi.model.loading import default_device, load_model
@@ -72,12 +77,31 @@ class DifusiLM(TemplateLM):
             raise DifusiError(f"mc_num {mc_num} is not a multiple of mc_batch_size {mc_batch_size}")
         if not str(batch_size).isdigit() or int(batch_size) < 1:
             raise DifusiError(f"batch_size {batch_size!r} is not supported; give a positive number, e.g. 8")
+        # Under `accelerate launch` each process scores its share of the requests (lm-eval splits
+        # them by rank and gathers the results through the methods below).
+        self.processes = Processes.launched()
+        self._rank, self._world_size = self.processes.rank, self.processes.world
+        if self._world_size > 1:
+            device = str(self.processes.device)  # lm-eval's --device names one device for all
         self.model, self.tokenizer = load_model(pretrained, adapter, resolve_device(device), dtype)
         self._device = next(self.model.parameters()).device
         self.mc_num, self.mc_batch_size, self.check_greedy = mc_num, mc_batch_size, check_greedy
         self.max_length = max_length or self.model.config.max_sequence_length
         self.batch_size, self.seed = int(batch_size), seed
-        self.generator = torch.Generator().manual_seed(seed)
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's `tensor`, concatenated in rank order (a scalar becomes one entry each)."""
+        return torch.cat(
+            [part.reshape(-1, *part.shape[1:]) for part in self.processes.everyone(tensor.cpu())]
+        )
+
+    def gather_object(self, obj, dst: int = 0):
+        """Every process's `obj` as a list on process `dst`, None on the others."""
+        objects = self.processes.everyone(obj)
+        return objects if self.rank == dst else None
+
+    def barrier(self) -> None:
+        self.processes.everyone(None)
 
     @property
     def eot_token_id(self) -> int:
@@ -119,7 +143,7 @@ class DifusiLM(TemplateLM):
         context = context[-room:]
         value = log_likelihood(
             self.model, context, continuation, self.mc_num, self.mc_batch_size,
-            self.sampler.cfg_scale, generator=self.generator,
+            self.sampler.cfg_scale, generator=request_generator(self.seed, context, continuation),
         )  # fmt: skip
         return value, self.check_greedy and self._is_greedy(context, continuation)
 
@@ -196,6 +220,15 @@ class DifusiLM(TemplateLM):
                 f"gen_length {gen_length} leaves no room for a prompt in max_length {self.max_length}"
             )
         return prompt[-room:]
+
+
+def request_generator(seed: int, context: list[int], continuation: list[int]) -> torch.Generator:
+    """The Monte Carlo draws of one scored request, seeded by the request itself: its estimate then
+    depends neither on the requests scored before it nor on which process scores it."""
+    key = [seed, len(context), *context, *continuation]
+    return torch.Generator().manual_seed(
+        int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]) >> 1
+    )
 
 
 def resolve_device(device: str | None) -> torch.device:
