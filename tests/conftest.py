@@ -49,7 +49,9 @@ class Launcher:
     """`accelerate launch` of 2 CPU processes over gloo with one of configs/accelerate/*.yaml; the
     arguments are a script and its own, or `-m difusi ...`."""
 
-    def start(self, config: str, arguments: list[str], **popen) -> subprocess.Popen:
+    def start(
+        self, config: str, arguments: list[str], environment: dict | None = None, **popen
+    ) -> subprocess.Popen:
         with socket.socket() as s:  # a free port for the processes' rendezvous
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -58,12 +60,14 @@ class Launcher:
             "--config_file", str(Path(__file__).parents[1] / "configs" / "accelerate" / f"{config}.yaml"),
             "--num_processes", "2", "--main_process_port", str(port), *arguments,
         ]  # fmt: skip
-        environment = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+        environment = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""} | (environment or {})
         return subprocess.Popen(command, env=environment, text=True, **popen)
 
-    def run(self, config: str, arguments: list[str]) -> subprocess.CompletedProcess:
+    def run(
+        self, config: str, arguments: list[str], environment: dict | None = None
+    ) -> subprocess.CompletedProcess:
         """Launch and wait; fails the test with the processes' difusi errors (else stderr's tail)."""
-        process = self.start(config, arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = self.start(config, arguments, environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stdout, stderr = process.communicate(timeout=300)
         errors = [line for line in stderr.splitlines() if "difusi" in line and "error" in line.lower()]
         assert process.returncode == 0, "\n".join(errors) or stderr[-3000:]

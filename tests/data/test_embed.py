@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +121,29 @@ def test_small_cluster_picture_falls_back_to_pca(tmp_path):
     points = np.random.default_rng(0).normal(size=(12, 5)).astype(np.float32)
     plot_clusters(points, np.arange(12) % 3, tmp_path / "clusters.png", seed=0, max_points=10)
     assert (tmp_path / "clusters.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_processes_share_the_encoder_and_prepare_as_one(tiny_bert, cendol_dir, tmp_path, launcher):
+    options = [
+        "prepare", "--source", str(cendol_dir), "--embedder", f"hf:{tiny_bert}", "--strat-fraction", "1.0",
+        "--clusters", "3", "--per-cluster", "40", "--test-fraction", "0.05", "--test-size", "10",
+        "--no-plot-umap",
+    ]  # fmt: skip
+    one = subprocess.run(
+        [sys.executable, "-m", "difusi", *options, "--out", str(tmp_path / "one")],
+        env=os.environ | {"DIFUSI_CACHE": str(tmp_path / "cache-one")}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    two_cache = tmp_path / "cache-two"
+    launched = launcher.run(
+        "ddp", ["-m", "difusi", *options, "--out", str(tmp_path / "two")], {"DIFUSI_CACHE": str(two_cache)}
+    )
+    shares = re.findall(r"process (\d) of 2 embeds ([\d,]+) of the ([\d,]+) rows", launched.stderr)
+    assert sorted(rank for rank, _, _ in shares) == ["1", "2"]
+    assert sum(int(mine.replace(",", "")) for _, mine, _ in shares) == int(shares[0][2].replace(",", ""))
+
+    # More than one chunk of rows, each embedded once, by one of the two processes.
+    chunks = sorted(two_cache.glob("embeddings/*.npy"))
+    assert len(chunks) == len(list((tmp_path / "cache-one").glob("embeddings/*.npy"))) >= 2
+    for name in ("train.parquet", "test.parquet", "data_card.json"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name

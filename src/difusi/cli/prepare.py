@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     card = prepare(args.source, args.out, resolve_config(args, PrepareConfig))
+    if card is None:  # a launch's other process: it shared the embedding, the main one writes
+        return
     stages = card["stages"]
     print(
         f"wrote {stages['train_rows']:,} training and {stages['test_rows']:,} test rows to {args.out} "

@@ -8,14 +8,18 @@ BERT that was never fine-tuned is a weak sentence embedding). `tfidf` is the off
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from difusi.corpus import cache_dir
+from difusi.distributed import Processes
 from difusi.errors import DifusiError
 from difusi.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 INDOBERT = "indobenchmark/indobert-base-p1"
 MAX_TOKENS = 512
@@ -24,14 +28,17 @@ CACHE_CHUNK = 2048
 TFIDF_DIMENSIONS = 64  # LSA dimensions: enough to separate ten clusters, cheap to compute
 
 
-def embed_texts(texts: list[str], embedder: str, seed: int, batch_size: int = 64) -> np.ndarray:
-    """Float32 embeddings, one row per text, from `indobert`, `hf:NAME_OR_PATH` or `tfidf`."""
+def embed_texts(
+    texts: list[str], embedder: str, seed: int, batch_size: int = 64, processes: Processes | None = None
+) -> np.ndarray:
+    """Float32 embeddings, one row per text, from `indobert`, `hf:NAME_OR_PATH` or `tfidf`; an
+    encoder's work shared over `processes` (see `encoder_embeddings`)."""
     if embedder == "tfidf":
         return tfidf_embeddings(texts, seed)
     if embedder == "indobert":
-        return encoder_embeddings(texts, INDOBERT, batch_size)
+        return encoder_embeddings(texts, INDOBERT, batch_size, processes)
     if embedder.startswith("hf:") and len(embedder) > 3:
-        return encoder_embeddings(texts, embedder[3:], batch_size)
+        return encoder_embeddings(texts, embedder[3:], batch_size, processes)
     raise DifusiError(f"unknown --embedder {embedder!r}; use indobert, hf:NAME_OR_PATH or tfidf")
 
 
@@ -56,15 +63,20 @@ def tfidf_embeddings(texts: list[str], seed: int) -> np.ndarray:
     return normalize(reduced).astype(np.float32)
 
 
-def encoder_embeddings(texts: list[str], name: str, batch_size: int = 64) -> np.ndarray:
+def encoder_embeddings(
+    texts: list[str], name: str, batch_size: int = 64, processes: Processes | None = None
+) -> np.ndarray:
     """Mean-pooled last hidden states of a transformers encoder, GPU when present, cached on disk.
 
     Texts are processed longest first in length-sorted batches (little padding); every chunk of
-    CACHE_CHUNK rows is saved under a key of the encoder name and the chunk's texts.
+    CACHE_CHUNK rows is saved under a key of the encoder name and the chunk's texts. With
+    `processes` (every process of a launch calls this) each embeds its share of the chunks on its
+    own device and every process gets every row, as one process computes them.
     """
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    processes = processes or Processes()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModel.from_pretrained(name)
@@ -73,18 +85,24 @@ def encoder_embeddings(texts: list[str], name: str, batch_size: int = 64) -> np.
             f"could not load the encoder {name} ({type(error).__name__}); "
             "without access to the Hugging Face Hub use --embedder tfidf"
         ) from error
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = processes.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     order = np.argsort([-len(text) for text in texts], kind="stable")
-    result = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    chunks = [order[start : start + CACHE_CHUNK] for start in range(0, len(texts), CACHE_CHUNK)]
     store = cache_dir() / "embeddings"
-    with tqdm(total=len(texts), desc=f"embed ({name})", unit="row", disable=None) as bar:
-        for start in range(0, len(texts), CACHE_CHUNK):
-            rows = order[start : start + CACHE_CHUNK]
+    mine = processes.share(chunks)
+    if processes.world > 1:
+        log.info(
+            "process %d of %d embeds %s of the %s rows", processes.rank + 1, processes.world,
+            f"{sum(map(len, mine)):,}", f"{len(texts):,}",
+        )  # fmt: skip
+    with tqdm(total=sum(map(len, mine)), desc=f"embed ({name})", unit="row", disable=None) as bar:
+        computed = []
+        for rows in mine:
             chunk = [texts[i] for i in rows]
             path = store / f"{_chunk_key(name, chunk)}.npy"
             if path.exists():
-                result[rows] = np.load(path)
+                computed.append(np.load(path))
                 bar.update(len(rows))
                 continue
             vectors = np.concatenate(
@@ -94,7 +112,10 @@ def encoder_embeddings(texts: list[str], name: str, batch_size: int = 64) -> np.
                 ]
             )
             _save_atomically(path, vectors)
-            result[rows] = vectors
+            computed.append(vectors)
+    result = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    for rows, vectors in zip(chunks, processes.gather(computed), strict=True):
+        result[rows] = vectors
     return result
 
 
