@@ -20,6 +20,11 @@ Stages (`--stages`, default all, run in this order; each appends to OUT/results.
             == recomputing everything) and AR decoding with its KV cache (the same weights made causal)
   evaluate  `difusi evaluate` of the LoRA adapter on a few test rows
   merge     `difusi merge` of the LoRA adapter: dtype, size and tensor names against the base
+  multi     on every GPU of the machine (2 or more; a CPU dry run uses 2 processes): `difusi train` under
+            configs/accelerate/fsdp.yaml, LoRA and full fine-tuning for a few steps (tokens/s, peak
+            memory per GPU, the saved adapter or model loaded back in one process), then
+            `difusi evaluate` data-parallel under ddp.yaml against one process (wall time, identical
+            answers). On CPU accelerate trains the FSDP config as DDP (the tests run real FSDP2 on CPU)
 Speeds depend on shapes, not values, except the threshold sampler's: random weights are never
 0.9-confident, so `sample` also runs it with the output head scaled up (a model that is always
 confident), labelled as such, to show the bound.
@@ -63,7 +68,7 @@ from difusi.model.tokenizer import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("build", "parity", "train", "profile", "sample", "evaluate", "merge")
+STAGES = ("build", "parity", "train", "profile", "sample", "evaluate", "merge", "multi")
 # LLaDA-8B-Instruct's special token ids (see the official tokenizer).
 OFFICIAL_SPECIAL_IDS = {
     BOS_TOKEN: 126080,
@@ -216,6 +221,73 @@ def run_cli(args: list[str], log: Path) -> float:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
         raise RuntimeError(f"difusi {args[0]} exited {code}:\n{tail}")
     return time.perf_counter() - started
+
+
+def run_launch(accelerate_config: str, processes: int, args: list[str], log: Path) -> float:
+    """`run_cli` under `accelerate launch --config_file configs/accelerate/CONFIG.yaml` on `processes`."""
+    launch = [
+        "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs" / "accelerate" / f"{accelerate_config}.yaml"),
+        "--num_processes", str(processes), "-m", "difusi",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    with log.open("w") as f:
+        code = subprocess.run([sys.executable, *launch, *args], stdout=f, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"accelerate launch difusi {args[0]} exited {code}:\n{tail}")
+    return time.perf_counter() - started
+
+
+def multi(out: Path, run: dict, device: torch.device) -> dict:
+    """FSDP training and data-parallel evaluation on every GPU (see the module docstring)."""
+    processes = torch.cuda.device_count() if device.type == "cuda" else 2
+    if processes < 2:
+        return {"skipped": f"{processes} GPU: the multi-process stage needs 2 or more"}
+    results: dict = {"processes": processes}
+    # Full fine-tuning: the LoRA recipe with every weight trained, at a full fine-tuning rate.
+    for method, extra in (("lora", []), ("full", ["--method", "full", "--learning-rate", "1e-5"])):
+        run_dir = out / "runs" / f"fsdp-{method}"
+        options = [
+            "train", "--config", str(ROOT / "configs" / "llada8b-lora.yaml"), *extra, "--base", str(out / "base"),
+            "--data", str(out / "data"), "--out", str(run_dir), "--max-steps", str(run["steps"]),
+            "--batch-size", str(run["batch"]), "--grad-accumulation", "1", "--max-length", str(run["seq_len"]),
+            "--logging-steps", "1", "--eval-steps", "0", "--save-steps", "100000",
+        ]  # fmt: skip
+        seconds = run_launch("fsdp", processes, options, out / f"fsdp-{method}.log")
+        info = json.loads((run_dir / "run_info.json").read_text())
+        logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        rates = [entry["tokens_per_s"] for entry in logged if entry.get("tokens_per_s")][2:] or [0.0]
+        saved = run_dir / ("model" if method == "full" else "adapter")
+        adapter = None if method == "full" else saved
+        loaded, _ = load_model(saved if method == "full" else out / "base", adapter, device=device)
+        results[f"fsdp-{method}"] = {
+            "tokens_per_s": statistics.median(rates),
+            "peak_gib_per_gpu": info["peak_memory_bytes"] / 2**30,
+            "world_size": info["world_size"],
+            "losses": [entry["loss"] for entry in logged if "loss" in entry],
+            "loads_in_one_process": sum(p.numel() for p in loaded.parameters()),
+            "command_s": seconds,
+        }
+        del loaded
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        print(f"multi fsdp-{method}: {results[f'fsdp-{method}']}", flush=True)
+    evaluation = [
+        "evaluate", "--base", str(out / "base"), "--adapter", str(out / "runs" / "fsdp-lora" / "adapter"),
+        "--data", str(out / "data" / "test.parquet"), "--limit", str(4 * processes), "--batch-size", "4",
+        "--mc-num", "8", "--gen-length", str(run["gen"]), "--steps", str(run["gen"]),
+        "--block-length", str(run["block"]), "--no-progress",
+    ]  # fmt: skip
+    one_s = run_cli([*evaluation, "--out", str(out / "eval-one")], out / "eval-one.log")
+    many_s = run_launch(
+        "ddp", processes, [*evaluation, "--out", str(out / "eval-many")], out / "eval-many.log"
+    )
+    same = (out / "eval-one" / "generations.jsonl").read_bytes() == (
+        out / "eval-many" / "generations.jsonl"
+    ).read_bytes()
+    results["evaluate"] = {"one_process_s": one_s, "all_processes_s": many_s, "speedup": one_s / many_s,
+                           "identical_generations": same}  # fmt: skip
+    return results
 
 
 def train(out: Path, run: dict, names: list[str]) -> dict:
@@ -504,6 +576,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = None  # evaluate and merge load their own
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        if stage == "multi":
+            return multi(out, run, device)
         return evaluate(out) if stage == "evaluate" else merge(out)
 
     for stage in (s for s in STAGES if s in stages):
