@@ -21,7 +21,9 @@ Features:
     ends, after one relaunch, with the uninterrupted run's adapter. A run directory is never
     overwritten without it, and a live run's directory is locked against a second run
     (difusi.tuning.run_directory).
-  - Distributed: through accelerate (DDP, FSDP, DeepSpeed); only the main process writes files.
+  - Distributed: through accelerate (DDP and FSDP2 tested on CPU processes; DeepSpeed untested); the
+    same global batch trains the same model on any number of processes (the masking noise follows
+    a micro-batch's place in it); only the main process writes files.
   - Logging: OUT/metrics.jsonl (loss, learning rate per group, tokens/s, wall time, test-set ELBO
     every `eval_steps`, before the first and after the last step), TensorBoard, run_info.json.
 
