@@ -7,7 +7,9 @@ runs differ only in floating-point summation order: losses and eval ELBOs agree 
 (measured: about 1e-7), saved weights to 1e-4 absolute (measured: up to 2e-5, LoRA+ at lr_B 0.16).
 Adam's step is lr g / (|g| + eps): for a gradient near zero a rounding difference d moves the
 weight by about lr d / eps (eps 1e-8), which is what the weights show; a real fault (a wrong
-group, a shard applied twice) moves them by the order of lr, 1e-2 here.
+group, a shard applied twice) moves them by the order of lr, 1e-2 here. (Run longer, LoRA+'s
+rate compounds it: after 8 steps one process with 2 threads differs from one with 1 thread by
+5e-2, FSDP from one process by 1e-2. Hence 4 steps.)
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def assert_same_curves(got: list[dict], expected: list[dict]) -> None:
     assert [(r["step"], "loss" in r, "eval_elbo" in r) for r in got] == [
         (r["step"], "loss" in r, "eval_elbo" in r) for r in expected
     ]
+    # The learning rate of every optimizer group (LoRA+'s four included) at every step.
+    assert [r.get("lr") for r in got] == [r.get("lr") for r in expected]
     for name in ("loss", "eval_elbo"):
         pairs = [(g[name], e[name]) for g, e in zip(got, expected, strict=True) if name in e]
         torch.testing.assert_close(*map(torch.tensor, zip(*pairs, strict=True)), **TOLERANCE)
