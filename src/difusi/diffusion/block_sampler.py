@@ -1,7 +1,8 @@
 """The block-diffusion sampler: blocks left to right over an exact key/value cache, many tokens per pass.
 
-The prompt is prefilled once. Each block starts fully masked and is denoised by passes over the
-block alone, attending to the cache: every pass commits each masked position whose confidence
+The prompt's keys and values are computed once, by the first block's first pass (no pass of its
+own). Each block starts fully masked and is denoised by passes over the block alone, attending to
+the cache: every pass commits each masked position whose confidence
 reaches `threshold` (at least the most confident one), or the `tokens_per_pass` most confident
 with no threshold. The finished block's keys and values are written clean by the next block's
 first pass (one pass over both blocks), so the cache holds exactly what a full block-causal pass
@@ -89,14 +90,9 @@ def block_generate(
     stops = torch.tensor(stop_ids, dtype=torch.long, device=device)
 
     cache = KVCache(config.n_layers) if use_cache else None
-    if use_cache:  # prefill: the prompt's keys and values, no logits needed
-        model(
-            x[:, :L],
-            attention_mask=keep[:, :L],
-            kv_cache=cache,
-            logits_positions=torch.arange(0, device=device),
-        )
-    passes, written = 0, L  # `written`: the cache holds clean keys for [0, written)
+    # `written`: the cache holds clean keys for [0, written). The prompt has no pass of its own: the
+    # first block's first pass covers it (block-causal, the prompt never sees the block after it).
+    passes, written = 0, 0
     with eval_mode(model):
         for block in range(n_blocks):
             start, end = L + block * block_size, L + (block + 1) * block_size

