@@ -79,3 +79,20 @@ def test_two_processes_write_the_report_of_one(evaluation_data, tmp_path, launch
         "news_id",
         "wikipedia_id",
     }
+
+
+def test_two_processes_continue_the_journal_of_a_killed_run(evaluation_data, tmp_path, launcher):
+    from test_evaluate import kill_after_two_batches
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    result = subprocess.run(
+        [sys.executable, "-m", "difusi", *arguments(BASE, evaluation_data, whole, 0.8)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    kill_after_two_batches(arguments(BASE, evaluation_data, cut, 0.8))  # one process, 4 of 9 rows kept
+
+    launched = launcher.run("ddp", ["-m", "difusi", *arguments(BASE, evaluation_data, cut, 0.8)])
+    assert "continuing with 4 answered rows" in launched.stderr  # the main process read the journal
+    assert (cut / "generations.jsonl").read_bytes() == (whole / "generations.jsonl").read_bytes()
+    assert not (cut / "generations.partial.jsonl").exists()
