@@ -177,3 +177,20 @@ def test_gradient_checkpointing_gives_the_same_training(make_config, tmp_path):
     assert not plain.model.base_model.model.model.transformer.blocks[0].gradient_checkpointing
     a, b = params(plain.model), params(checkpointed.model)
     assert all(torch.allclose(a[name], b[name], atol=1e-6) for name in a)
+
+
+def test_pissa_conversion_on_the_saved_files_equals_peft_s_own(make_config, tmp_path):
+    from difusi.tuning.adapters import save_adapter
+    from difusi.tuning.train import PISSA_INITIAL_DIR
+
+    config = make_config(method="pissa", rank=4, alpha=4.0, pissa_niter=0, max_steps=2)
+    run = prepare_run(config)
+    run.trainer.train()
+    initial = run.out / PISSA_INITIAL_DIR
+    run.model.save_pretrained(tmp_path / "peft", path_initial_model_for_weight_conversion=str(initial))
+    save_adapter(run.model, config, tmp_path / "ours", initial)
+
+    theirs, ours = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("peft", "ours"))
+    assert theirs.keys() == ours.keys() and all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    configs = [json.loads((tmp_path / d / "adapter_config.json").read_text()) for d in ("peft", "ours")]
+    assert [(c["r"], c["lora_alpha"], c["init_lora_weights"]) for c in configs] == [(8, 8.0, True)] * 2
