@@ -24,8 +24,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from difusi.corpus import cache_dir
-from difusi.data.synth import FULL_ROWS, FULL_SHARDS
+from difusi.io import cache_dir
+from difusi.synthetic.cendol import FULL_ROWS, FULL_SHARDS
 
 
 def measure(data: Path) -> dict:
@@ -98,7 +98,7 @@ def main() -> None:
         print(json.dumps(measure(data)))
         return
     if not data.exists():
-        from difusi.data.synth import synth_cendol
+        from difusi.synthetic.cendol import synth_cendol
 
         start = time.perf_counter()
         synth_cendol(data, args.rows, seed=0, shards=FULL_SHARDS, realistic=args.text == "realistic")

@@ -25,4 +25,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     pip install -e ".[dev,serve,lmeval]" "torch==$TORCH_VERSION"
     touch "$stamp"
 fi
-"$py" -m difusi.corpus --ensure >/dev/null
+"$py" -m difusi.synthetic.corpus --ensure >/dev/null

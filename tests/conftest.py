@@ -9,12 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from transformers import AutoTokenizer
 
 from difusi import LLaDAModelLM
 from difusi.model.presets import build_checkpoint
+from difusi.synthetic.cendol import synth_cendol
+
+CENDOL_ROWS = 8_000
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +82,17 @@ class Launcher:
 @pytest.fixture(scope="session")
 def launcher() -> Launcher:
     return Launcher()
+
+
+@pytest.fixture(scope="session")
+def cendol_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated 8,000-row Cendol in 3 parquet shards (seed 3)."""
+    out = tmp_path_factory.mktemp("cendol") / "cendol"
+    synth_cendol(out, CENDOL_ROWS, seed=3, shards=3)
+    return out
+
+
+@pytest.fixture(scope="session")
+def cendol_table(cendol_dir: Path) -> pa.Table:
+    """All rows of `cendol_dir`, in shard order."""
+    return pa.concat_tables(pq.read_table(p) for p in sorted((cendol_dir / "data").glob("*.parquet")))

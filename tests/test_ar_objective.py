@@ -12,11 +12,11 @@ import torch
 
 from difusi import LLaDAModelLM
 from difusi.autoregressive import next_token_loss
-from difusi.corpus import indonesian_sentences
 from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
 from difusi.evaluation.evaluate import EvaluationConfig, evaluate
 from difusi.model.presets import build_checkpoint, preset_tokenizer
+from difusi.synthetic.corpus import indonesian_sentences
 from difusi.tuning.config import PretrainConfig, TrainConfig
 from difusi.tuning.pretrain import pack_corpus, pretrain
 from difusi.tuning.train import train

@@ -25,7 +25,7 @@ from difusi.demo import (
     training_config,
 )
 from difusi.errors import DifusiError
-from difusi.evaluation.report import REPORTED_METRICS
+from difusi.evaluation.runs import REPORTED_METRICS
 from difusi.model.loading import load_model
 from difusi.model.presets import preset_tokenizer
 from difusi.tuning.config import PretrainConfig, TrainConfig

@@ -2,7 +2,7 @@
 
 offline Indonesian corpus -> project tokenizer -> `demo` base pretrained (causally, then with the
 diffusion loss) on plain text and general instruction tasks -> learnable Cendol-shaped tasks
-(difusi.data.tasks) -> prepare (TF-IDF embedder, demo-sized counts) -> full fine-tuning, LoRA, LoRA+
+(difusi.synthetic.tasks) -> prepare (TF-IDF embedder, demo-sized counts) -> full fine-tuning, LoRA, LoRA+
 and PiSSA at equal steps and tokens -> evaluation of the base and each run (test set, held-out
 general text) -> comparison report with paired tests. `run_speed_quality` adds the AR twin and the
 sampler sweep.
@@ -101,7 +101,7 @@ def run_dirs(out: Path, config: DemoConfig) -> list[Path]:
 
 def pretraining_config(config: DemoConfig, out: Path, objective: str = "diffusion"):
     """The base's PretrainConfig (configs/demo-pretrain.yaml); `objective="ar"` gives the AR twin's."""
-    from difusi.data.tasks import HELD_OUT_SENTENCES
+    from difusi.synthetic.corpus import HELD_OUT_SENTENCES
     from difusi.tuning.config import PretrainConfig
 
     return PretrainConfig(
@@ -210,8 +210,9 @@ def evaluating(label: str, run: Path, base: Path, data: Path, evaluation) -> Sta
 def demo_stages(out: Path, config: DemoConfig) -> list[Stage]:
     """The pipeline as an ordered list of stages, each writing under `out`."""
     from difusi.data.prepare import PrepareConfig
-    from difusi.data.tasks import held_out_sentences, synth_tasks
     from difusi.evaluation.evaluate import evaluate
+    from difusi.synthetic.corpus import held_out_sentences
+    from difusi.synthetic.tasks import synth_tasks
     from difusi.tuning.train import train
 
     base = out / "base" / "model"
@@ -278,8 +279,8 @@ def write_probe(path: Path, config: DemoConfig) -> None:
     """The base's probe: every general task of its pretraining, on held-out sentences it never saw."""
     import pyarrow.parquet as pq
 
-    from difusi.data.tasks import general_probe
     from difusi.io import atomic_path
+    from difusi.synthetic.general import general_probe
 
     with atomic_path(path) as tmp:
         pq.write_table(general_probe(config.probe_per_kind, config.seed), tmp)
@@ -295,7 +296,7 @@ def probe_section(metrics: dict) -> str:
     rows = [cells(kind, scores["n"], scores) for kind, scores in metrics["per_subset"].items()]
     rows.append(cells("all", metrics["n"], metrics["overall"]))
     intro = (
-        "The base's own pretraining tasks (difusi.data.tasks.GENERAL_TASKS: copy a sentence, its first "
+        "The base's own pretraining tasks (difusi.synthetic.general.GENERAL_TASKS: copy a sentence, its first "
         "or last word, the word after a given word, ...), asked about held-out sentences that neither "
         "its tokenizer nor its pretraining saw: does the base follow the chat format and copy from "
         "its prompt before any fine-tuning?"

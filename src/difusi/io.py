@@ -20,6 +20,11 @@ from pathlib import Path
 from difusi.errors import DifusiError
 
 
+def cache_dir() -> Path:
+    """Where difusi keeps downloaded offline resources (`DIFUSI_CACHE`, default ~/.cache/difusi)."""
+    return Path(os.environ.get("DIFUSI_CACHE", Path.home() / ".cache" / "difusi"))
+
+
 @contextmanager
 def atomic_directory(out: str | Path) -> Iterator[Path]:
     """Yield a fresh directory that replaces `out` if the block succeeds and vanishes if it fails."""

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from difusi.data.sampling import normalise, normalised_hashes, pair_keys
+from difusi.data.normalise import normalise, normalised_hashes, pair_keys
 
 
 def reference(text: str | None) -> str:

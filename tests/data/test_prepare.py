@@ -14,8 +14,8 @@ import pytest
 
 from difusi.cli import main
 from difusi.data.prepare import INDONESIAN_SUBSETS, TRAIN_SCHEMA, PrepareConfig, prepare
-from difusi.data.sampling import stratum_quotas
 from difusi.data.source import SCHEMA
+from difusi.data.stratify import stratum_quotas
 from difusi.errors import DifusiError
 
 SMALL = dict(

@@ -9,14 +9,9 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from difusi.data.sampling import (
-    first_occurrences,
-    normalise,
-    normalised_hashes,
-    pair_keys,
-    stratified_sample,
-    stratum_quotas,
-)
+from difusi.data.normalise import normalise, normalised_hashes, pair_keys
+from difusi.data.scan import first_occurrences
+from difusi.data.stratify import stratified_sample, stratum_quotas
 
 
 def reference_normalise(text: str | None) -> str:

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from difusi.corpus import indonesian_sentences
 from difusi.demo import SHIPPED_BASES
+from difusi.synthetic.corpus import indonesian_sentences
 
 # The demo's pretrained base (a random model gives every row one answer at temperature 0).
 BASE = SHIPPED_BASES / "demo-base" / "model"

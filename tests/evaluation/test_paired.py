@@ -13,7 +13,8 @@ from difusi.evaluation.metrics import (
     paired_bootstrap_difference,
     seed_mean_bootstrap_ci,
 )
-from difusi.evaluation.report import load_groups, verdict_section
+from difusi.evaluation.report import verdict_section
+from difusi.evaluation.runs import load_groups
 
 
 def rows(matches: list[bool]) -> list[dict]:

@@ -12,7 +12,9 @@ from difusi.cli import main
 from difusi.errors import DifusiError
 from difusi.evaluation.evaluate import summarize
 from difusi.evaluation.metrics import METRICS_BY_NAME, seed_mean_bootstrap_ci
-from difusi.evaluation.report import headline_table, load_groups, write_report
+from difusi.evaluation.report import write_report
+from difusi.evaluation.runs import load_groups
+from difusi.evaluation.tables import headline_table
 
 REFERENCES = [
     ("wikihow", "Cuci tangan dengan sabun selama dua puluh detik."),

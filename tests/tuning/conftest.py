@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from difusi.corpus import indonesian_sentences
+from difusi.synthetic.corpus import indonesian_sentences
 from difusi.tuning.config import TrainConfig
 
 COLUMNS = ("dataset_name", "subset_name", "prompt_id", "template_name", "dataset_key", "input", "output")

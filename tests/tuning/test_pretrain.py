@@ -98,8 +98,8 @@ def test_pretrain_with_general_tasks_and_a_held_out_tail(tmp_path):
 
 
 def test_general_sft_examples_follow_the_chat_format():
-    from difusi.data.tasks import general_examples
     from difusi.model.tokenizer import encode_chat
+    from difusi.synthetic.general import general_examples
 
     tokenizer = preset_tokenizer("tiny")
     examples = general_sft_examples(tokenizer, 7, 512, seed=0)

@@ -274,7 +274,7 @@ def run_speed_quality(args: argparse.Namespace) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     from difusi.evaluation.evaluate import load_test_rows
     from difusi.io import write_json, write_text
-    from difusi.model.loading import resolve_checkpoint_dir
+    from difusi.model.checkpoint import resolve_checkpoint_dir
     from difusi.model.tokenizer import load_tokenizer
     from difusi.serving.load import LoadResult, load_table, load_test
 

@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from difusi.evaluation.report import headline_table, load_groups, write_report
+    from difusi.evaluation.report import write_report
+    from difusi.evaluation.runs import load_groups
+    from difusi.evaluation.tables import headline_table
 
     groups = load_groups(args.run_dirs)
     path = write_report(groups, args.out, n_resamples=args.resamples, seed=args.seed)

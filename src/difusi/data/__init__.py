@@ -1,1 +1,2 @@
-"""Data preparation: Cendol loading, filtering, sampling, clustering, chat formatting."""
+"""The seed's data pipeline: Cendol source, normalise, scan (subset filter, de-duplication), stratify,
+embed, cluster, select, prepare (the stages in order), data card, chat format."""

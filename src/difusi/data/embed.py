@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from difusi.corpus import cache_dir
 from difusi.distributed import Processes
 from difusi.errors import DifusiError
-from difusi.io import atomic_path
+from difusi.io import atomic_path, cache_dir
 
 log = logging.getLogger(__name__)
 

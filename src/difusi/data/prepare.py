@@ -21,17 +21,11 @@ from difusi.config import Config, option
 from difusi.data.card import distribution, software_versions, write_card
 from difusi.data.cluster import kmeans_clusters, plot_clusters
 from difusi.data.embed import embed_texts
-from difusi.data.sampling import (
-    NORMALISATION,
-    STRATIFIED_ROUNDING,
-    Scan,
-    first_occurrences,
-    normalise,
-    scan,
-    stratified_sample,
-)
+from difusi.data.normalise import NORMALISATION, normalise
+from difusi.data.scan import Scan, first_occurrences, scan
 from difusi.data.select import select_per_cluster
 from difusi.data.source import SCHEMA, Source, resolve_source
+from difusi.data.stratify import STRATIFIED_ROUNDING, stratified_sample
 from difusi.distributed import Processes
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory

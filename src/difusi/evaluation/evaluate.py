@@ -25,7 +25,6 @@ from transformers import PreTrainedTokenizerBase
 
 from difusi.config import Config, nested, option
 from difusi.data.chat_format import build_sft_example
-from difusi.diffusion.likelihood import score_references
 from difusi.diffusion.sampler import SamplerSettings
 from difusi.distributed import Processes
 from difusi.errors import DifusiError
@@ -34,6 +33,7 @@ from difusi.evaluation.metrics import NELBO_PER_TOKEN, score_rows
 from difusi.generation import fit_prompt, generate_answers
 from difusi.io import read_json, write_json, write_jsonl
 from difusi.model.loading import load_model
+from difusi.scoring import score_references
 
 TEST_COLUMNS = ("subset_name", "template_name", "input", "output")
 

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from difusi.evaluation.metrics import ConfidenceInterval
+from difusi.evaluation.runs import MethodGroup, ReportedMetric
 from difusi.io import atomic_path
-
-if TYPE_CHECKING:
-    from difusi.evaluation.report import MethodGroup, ReportedMetric
 
 SMOOTHING = 20  # the running mean spans 1/SMOOTHING of a curve: masked-diffusion losses are noisy
 

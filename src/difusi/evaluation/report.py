@@ -1,20 +1,18 @@
 """Compare evaluated runs (base, LoRA, LoRA+, PiSSA, ...) in one Markdown report with plots.
 
-A run directory holds `eval/metrics.json` and `eval/generations.jsonl` (from `difusi evaluate`) and,
-for a trained run, `metrics.jsonl` and `run_info.json` (from `difusi train`). Runs with the same
-evaluation label are one method; their seeds are aggregated as mean ± sample standard deviation.
-Every number in the report is read from those files or computed from them (confidence intervals
-by bootstrap over the test rows in generations.jsonl).
+Runs with the same evaluation label are one method (difusi.evaluation.runs); their seeds are aggregated
+as mean ± sample standard deviation. Every number in the report is read from the run directories' files
+or computed from them: confidence intervals by bootstrap over the test rows in generations.jsonl, and the
+verdict's paired differences between methods on the same rows.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from difusi.errors import DifusiError
+from difusi.evaluation import plots
 from difusi.evaluation.metrics import (
     METRICS_BY_NAME,
     NELBO_PER_TOKEN,
@@ -23,116 +21,24 @@ from difusi.evaluation.metrics import (
     paired_bootstrap_difference,
     seed_mean_bootstrap_ci,
 )
-from difusi.io import read_json, read_jsonl, write_text
-
-
-@dataclass(frozen=True)
-class ReportedMetric:
-    """A metric as the report shows it: key in metrics.json, column title, decimals."""
-
-    key: str
-    title: str
-    digits: int
-    lower_is_better: bool = False
-
-
-REPORTED_METRICS = (
-    ReportedMetric("chrf_pp", "chrF++", 2),
-    ReportedMetric("bleu", "BLEU", 2),
-    ReportedMetric("rouge_l", "ROUGE-L", 2),
-    ReportedMetric("exact_match", "Exact match %", 1),
-    ReportedMetric("nelbo_per_token", "NELBO/token", 3, lower_is_better=True),
-    ReportedMetric("mean_answer_tokens", "Answer tokens", 1),
-    ReportedMetric("empty_rate", "Empty %", 1, lower_is_better=True),
-    ReportedMetric("one_char_rate", "One-char %", 1, lower_is_better=True),
+from difusi.evaluation.runs import (
+    BAR_METRICS,
+    GENERAL_NELBO,
+    REPORTED_METRICS,
+    SUBSET_METRICS,
+    VERDICT_METRICS,
+    MethodGroup,
 )
-# The quality metrics drawn as bars (answer length, empty and one-character rates stay in the tables).
-BAR_METRICS = tuple(
-    m for m in REPORTED_METRICS if m.key in ("chrf_pp", "bleu", "rouge_l", "exact_match", "nelbo_per_token")
+from difusi.evaluation.tables import (
+    examples_section,
+    headline_table,
+    interval_table,
+    markdown_table,
+    settings_table,
+    subset_table,
+    training_table,
 )
-# The metrics the verdict tests, method against method; plus forgetting when runs measured it.
-VERDICT_METRICS = tuple(
-    m for m in REPORTED_METRICS if m.key in ("chrf_pp", "rouge_l", "exact_match", "nelbo_per_token")
-)
-GENERAL_NELBO = ReportedMetric("general_nelbo_per_token", "General-text NELBO/token", 3, lower_is_better=True)
-# The metrics broken down per subset in the report (metrics.json holds them all).
-SUBSET_METRICS = tuple(m for m in REPORTED_METRICS if m.key in ("chrf_pp", "exact_match", "nelbo_per_token"))
-EXAMPLES = 3  # test rows shown side by side
-EXAMPLE_CHARS = 240  # longer texts are cut in the examples table
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run directory's files."""
-
-    path: Path
-    eval_metrics: dict
-    generations: list[dict]
-    train_log: list[dict]
-    run_info: dict | None
-    general: list[dict]  # eval/general.jsonl: held-out general text, one scored document a row
-
-    @property
-    def label(self) -> str:
-        return str(self.eval_metrics["label"])
-
-    @property
-    def seed(self) -> int | None:
-        return self.run_info.get("seed") if self.run_info else None
-
-
-@dataclass(frozen=True)
-class MethodGroup:
-    """All runs of one method (one evaluation label), one per seed."""
-
-    label: str
-    runs: list[Run]
-
-    def values(self, metric: str) -> list[float]:
-        """The metric's overall value in each run's metrics.json."""
-        return [run.eval_metrics["overall"][metric] for run in self.runs]
-
-    def info_values(self, key: str) -> list[float]:
-        """A run_info.json figure across the trained runs that report it."""
-        return [run.run_info[key] for run in self.runs if run.run_info and run.run_info.get(key) is not None]
-
-    @property
-    def trained(self) -> bool:
-        return any(run.run_info for run in self.runs)
-
-
-def load_run(path: str | Path) -> Run:
-    """Read a run directory; eval/ is required, the training files only where they exist."""
-    path = Path(path)
-    eval_dir = path / "eval"
-    if not (eval_dir / "metrics.json").is_file():
-        raise DifusiError(f"{path} has no eval/metrics.json; run `difusi evaluate --out {eval_dir}` first")
-    run_info_path, log_path = path / "run_info.json", path / "metrics.jsonl"
-    return Run(
-        path=path,
-        eval_metrics=read_json(eval_dir / "metrics.json"),
-        generations=sorted(read_jsonl(eval_dir / "generations.jsonl"), key=lambda row: row["id"]),
-        train_log=read_jsonl(log_path) if log_path.is_file() else [],
-        run_info=read_json(run_info_path) if run_info_path.is_file() else None,
-        general=read_jsonl(eval_dir / "general.jsonl") if (eval_dir / "general.jsonl").is_file() else [],
-    )
-
-
-def load_groups(run_dirs: Sequence[str | Path]) -> list[MethodGroup]:
-    """Load run directories and group them by evaluation label, in the order first given."""
-    if not run_dirs:
-        raise DifusiError("no run directories given; pass at least one RUN_DIR holding eval/metrics.json")
-    groups: dict[str, list[Run]] = {}
-    for run in map(load_run, run_dirs):
-        same = groups.setdefault(run.label, [])
-        clash = next((other for other in same if other.seed == run.seed), None)
-        if clash is not None:
-            raise DifusiError(
-                f"{clash.path} and {run.path} are both {run.label!r} with seed {run.seed}; "
-                "evaluate them with distinct --label values or compare one of them"
-            )
-        same.append(run)
-    return [MethodGroup(label, runs) for label, runs in groups.items()]
+from difusi.io import write_text
 
 
 def confidence_intervals(
@@ -151,204 +57,6 @@ def confidence_intervals(
         metric.key: seed_mean_bootstrap_ci(row_sets, METRICS_BY_NAME[metric.key], n_resamples, seed)
         for metric in REPORTED_METRICS
     }
-
-
-def mean_std(values: Sequence[float], digits: int) -> str:
-    """One value as is; several as `mean ± sample std`."""
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table of `rows` (cells already formatted) under `header`."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _runs_cell(group: MethodGroup) -> str:
-    seeds = [run.seed for run in group.runs if run.seed is not None]
-    if not seeds:
-        return str(len(group.runs))
-    return f"{len(group.runs)} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
-
-
-def _trainable_cell(group: MethodGroup) -> str:
-    trainable, total = group.info_values("trainable_params"), group.info_values("total_params")
-    if not trainable:
-        return "-"
-    share = f" ({100 * trainable[0] / total[0]:.3f}%)" if total else ""
-    return f"{trainable[0]:,}{share}"
-
-
-def headline_table(groups: Sequence[MethodGroup]) -> str:
-    """Markdown table: one row per method, its test metrics (mean ± std over seeds) and trainable parameters."""
-    header = ["Method", "Runs", *(metric.title for metric in REPORTED_METRICS), "Trainable params"]
-    rows = [
-        [
-            group.label,
-            _runs_cell(group),
-            *(mean_std(group.values(metric.key), metric.digits) for metric in REPORTED_METRICS),
-            _trainable_cell(group),
-        ]
-        for group in groups
-    ]
-    return markdown_table(header, rows)
-
-
-def interval_table(groups: Sequence[MethodGroup], intervals: dict[str, dict[str, ConfidenceInterval]]) -> str:
-    """Markdown table of each metric's estimate with its 95% interval, `estimate [low, high]`."""
-    header = ["Method", *(metric.title for metric in REPORTED_METRICS)]
-    rows = []
-    for group in groups:
-        cells = []
-        for metric in REPORTED_METRICS:
-            ci, d = intervals[group.label][metric.key], metric.digits
-            cells.append(f"{ci.estimate:.{d}f} [{ci.low:.{d}f}, {ci.high:.{d}f}]")
-        rows.append([group.label, *cells])
-    return markdown_table(header, rows)
-
-
-def subset_table(groups: Sequence[MethodGroup], metric: ReportedMetric) -> str:
-    """Markdown table of one metric per subset_name (rows) and method (columns), mean over seeds."""
-    subsets = sorted(
-        {name for group in groups for run in group.runs for name in run.eval_metrics["per_subset"]}
-    )
-    rows = []
-    for name in subsets:
-        counts = {
-            run.eval_metrics["per_subset"][name]["n"]
-            for g in groups
-            for run in g.runs
-            if name in run.eval_metrics["per_subset"]
-        }
-        cells = []
-        for group in groups:
-            values = [
-                run.eval_metrics["per_subset"][name][metric.key]
-                for run in group.runs
-                if name in run.eval_metrics["per_subset"]
-            ]
-            cells.append(mean_std(values, metric.digits) if values else "-")
-        rows.append([name, "/".join(map(str, sorted(counts))), *cells])
-    return markdown_table(["Subset", "Rows", *(group.label for group in groups)], rows)
-
-
-def _last(log: list[dict], key: str) -> float | None:
-    return next((entry[key] for entry in reversed(log) if entry.get(key) is not None), None)
-
-
-def training_table(groups: Sequence[MethodGroup]) -> str:
-    """Markdown table of cost and training figures per trained method (mean ± std over seeds)."""
-    rows = []
-    for group in groups:
-        if not group.trained:
-            continue
-        logs = [run.train_log for run in group.runs if run.train_log]
-
-        def from_logs(key: str, digits: int, logs=logs) -> str:
-            values = [value for log in logs if (value := _last(log, key)) is not None]
-            return mean_std(values, digits) if values else "-"
-
-        def from_info(key: str, digits: int, scale: float = 1.0, group=group) -> str:
-            values = [value * scale for value in group.info_values(key)]
-            return mean_std(values, digits) if values else "-"
-
-        rows.append(
-            [
-                group.label,
-                _trainable_cell(group),
-                from_info("peak_memory_bytes", 1, 2**-20),
-                from_info("time_per_step_s", 3),
-                from_info("tokens_per_s", 1),
-                from_logs("step", 0),
-                from_logs("loss", 4),
-                from_logs("eval_elbo", 4),
-                from_logs("wall_time_s", 1),
-            ]
-        )
-    header = [
-        "Method",
-        "Trainable params",
-        "Peak memory (MiB)",
-        "Time/step (s)",
-        "Tokens/s",
-        "Steps",
-        "Final loss",
-        "Final eval ELBO",
-        "Train time (s)",
-    ]
-    return markdown_table(header, rows)
-
-
-def settings_table(groups: Sequence[MethodGroup]) -> str:
-    """Markdown table of how each run was evaluated (sampler, Monte Carlo draws, time)."""
-    rows = []
-    for group in groups:
-        for run in group.runs:
-            m, s = run.eval_metrics, run.eval_metrics["sampler"]
-            rows.append(
-                [
-                    group.label,
-                    "-" if run.seed is None else str(run.seed),
-                    str(m["n"]),
-                    str(s["steps"]),
-                    str(s["gen_length"]),
-                    str(s["block_length"]),
-                    str(s["temperature"]),
-                    str(s["cfg_scale"]),
-                    s["remasking"],
-                    str(m["mc_num"]),
-                    f"{m['seconds']:.1f}",
-                ]
-            )
-    header = [
-        "Method",
-        "Seed",
-        "Rows",
-        "Steps",
-        "Gen length",
-        "Block",
-        "Temp.",
-        "CFG",
-        "Remasking",
-        "MC draws",
-        "Eval time (s)",
-    ]
-    return markdown_table(header, rows)
-
-
-def _cell_text(text: str) -> str:
-    text = " ".join(str(text).split())
-    text = text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…"
-    return text.replace("|", "\\|") or "*(empty)*"
-
-
-def examples_section(groups: Sequence[MethodGroup], count: int = EXAMPLES) -> str:
-    """A few test rows (one per subset first) with every method's generation side by side (first seed)."""
-    first = groups[0].runs[0].generations
-    chosen, seen = [], set()
-    for row in first:  # one row from each subset before a second from any
-        if row["subset_name"] not in seen:
-            seen.add(row["subset_name"])
-            chosen.append(row)
-    chosen += [row for row in first if row not in chosen]
-    sections = []
-    for row in chosen[:count]:
-        answers = [
-            [
-                group.label,
-                _cell_text(next(g["generation"] for g in group.runs[0].generations if g["id"] == row["id"])),
-            ]
-            for group in groups
-        ]
-        sections.append(
-            f"**Test row {row['id']}** ({row['subset_name']})\n\n"
-            f"> Prompt: {_cell_text(row['prompt'])}\n>\n> Reference: {_cell_text(row['reference'])}\n\n"
-            + markdown_table(["Method", "Generation"], answers)
-        )
-    return "\n\n".join(sections)
 
 
 def paired_differences(
@@ -438,8 +146,6 @@ def write_report(
     groups: Sequence[MethodGroup], out: str | Path, n_resamples: int = 1000, seed: int = 0
 ) -> Path:
     """Write OUT/report.md and its PNG figures comparing the groups (see `load_groups`); returns its path."""
-    from difusi.evaluation import plots
-
     intervals = {group.label: confidence_intervals(group, n_resamples, seed) for group in groups}
     out = Path(out)
     plots.plot_metric_bars(groups, BAR_METRICS, intervals, out / "metrics.png")

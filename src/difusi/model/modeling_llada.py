@@ -12,6 +12,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
+from difusi.model.checkpoint import HUB_DOWNLOAD_KWARGS, check_checkpoint_dir, resolve_checkpoint_dir
 from difusi.model.configuration_llada import LLaDAConfig
 
 
@@ -381,8 +382,6 @@ class LLaDAModelLM(PreTrainedModel):
         name it was asked for (a hub id stays a hub id, not the cache folder it resolved to), so
         adapters trained on it record a base a colleague can load too.
         """
-        # Imported here because model.loading imports this module.
-        from difusi.model.loading import HUB_DOWNLOAD_KWARGS, check_checkpoint_dir, resolve_checkpoint_dir
 
         if pretrained_model_name_or_path is None:  # a config and a state_dict, nothing on disk
             return super().from_pretrained(None, *args, **kwargs)

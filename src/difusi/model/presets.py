@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
-from difusi.corpus import indonesian_sentences
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory
 from difusi.model.configuration_llada import LLaDAConfig
 from difusi.model.modeling_llada import LLaDAModelLM
 from difusi.model.tokenizer import special_token_ids, train_indonesian_tokenizer
+from difusi.synthetic.corpus import indonesian_sentences
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ PRESETS: dict[str, ModelPreset] = {
     ),
     # The demo's base (see difusi.demo): small enough that a 2-core CPU pretrains it in about five
     # minutes, its 2,048-token vocabulary learnt from the corpus less its held-out last 2,000
-    # sentences (difusi.data.tasks.HELD_OUT_SENTENCES), so held-out text stays unseen.
+    # sentences (difusi.synthetic.corpus.HELD_OUT_SENTENCES), so held-out text stays unseen.
     "demo": ModelPreset(
         d_model=128,
         n_layers=4,

@@ -16,8 +16,8 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from difusi.corpus import indonesian_sentences
 from difusi.errors import DifusiError, first_line
+from difusi.synthetic.corpus import indonesian_sentences
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"

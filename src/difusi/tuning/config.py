@@ -134,7 +134,7 @@ class PretrainConfig(RunConfig):
     save_steps: int = option(200, "write a resumable checkpoint every N steps")
     general_tasks: int = option(
         0,
-        "instruction-formatted general tasks (copy a sentence, first/last word, ...; difusi.data.tasks) "
+        "instruction-formatted general tasks (copy a sentence, first/last word, ...; difusi.synthetic.general) "
         "mixed into the corpus blocks and trained with the SFT loss, so the base follows the chat "
         "format and copies from its prompt (0: plain text only)",
     )

@@ -11,7 +11,8 @@ from transformers import GenerationConfig
 
 from difusi.errors import DifusiError, first_line
 from difusi.io import atomic_directory, read_json, write_json
-from difusi.model.loading import apply_adapter, load_model, resolve_checkpoint_dir
+from difusi.model.checkpoint import resolve_checkpoint_dir
+from difusi.model.loading import apply_adapter, load_model
 from difusi.model.tokenizer import load_tokenizer
 
 

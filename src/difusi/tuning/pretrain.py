@@ -3,7 +3,7 @@
 The preset's project tokenizer encodes the corpus; documents are packed into fixed-length
 sequences with EOS between them, and the model learns with LLaDA's pretraining loss (with
 `objective: ar`, the same architecture made causal learns next-token prediction: the AR baseline).
-With `general_tasks: N`, N instruction-formatted general examples (difusi.data.tasks, disjoint from
+With `general_tasks: N`, N instruction-formatted general examples (difusi.synthetic.tasks, disjoint from
 the fine-tuning task families) join the blocks and every batch takes the SFT loss: a block is an SFT
 example with an empty prompt, for which the SFT loss (answer-length normalisation) equals the
 pretraining loss (batches mix both kinds; a general example is EOS-padded to the batch's length).
@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase, default_data_collator, set_seed
 
-from difusi.corpus import indonesian_sentences
 from difusi.data.chat_format import build_sft_example
 from difusi.errors import DifusiError
 from difusi.model.loading import load_model
 from difusi.model.presets import build_checkpoint, get_preset
 from difusi.model.tokenizer import special_token_ids
+from difusi.synthetic.corpus import indonesian_sentences
 from difusi.tuning.config import PretrainConfig
 from difusi.tuning.data import sft_collator
 from difusi.tuning.run_directory import claim_run
@@ -79,9 +79,9 @@ def pack_corpus(
 def general_sft_examples(
     tokenizer: PreTrainedTokenizerBase, count: int, seq_len: int, seed: int
 ) -> list[dict]:
-    """`count` general instruction examples (difusi.data.tasks.general_examples) as SFT examples of at
+    """`count` general instruction examples (difusi.synthetic.general.general_examples) as SFT examples of at
     most `seq_len` tokens; those whose prompt leaves no room for an answer are skipped."""
-    from difusi.data.tasks import general_examples
+    from difusi.synthetic.general import general_examples
 
     examples = []
     for prompt, answer in general_examples(count, seed):

@@ -54,12 +54,12 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 
-from difusi.diffusion.likelihood import score_references
 from difusi.distributed import Processes
 from difusi.errors import DifusiError
 from difusi.io import atomic_directory, write_json
 from difusi.model.loading import load_model, save_attention
 from difusi.model.tokenizer import special_token_ids
+from difusi.scoring import score_references
 from difusi.tuning.adapters import attach_adapter, check_adapter_fits, save_adapter
 from difusi.tuning.config import RunConfig, TrainConfig
 from difusi.tuning.data import SFTData, load_sft_data, sft_collator, split_path

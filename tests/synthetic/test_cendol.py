@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 
 from difusi.cli import main
 from difusi.data.source import COLUMNS
-from difusi.data.synth import REAL_SUBSET_ROWS, subset_counts, synth_cendol
+from difusi.synthetic.cendol import REAL_SUBSET_ROWS, subset_counts, synth_cendol
 
 
 def test_subset_counts_follow_the_real_proportions():

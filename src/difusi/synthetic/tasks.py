@@ -17,10 +17,7 @@ Rows are equally shared between the six subsets (the real collection is 93% wiki
 every prompt is distinct within its subset, so `difusi prepare`'s de-duplication and its
 train/test separation leave every subset in the test set. Answers stay under about 24 tokens.
 
-`general_examples` makes the base model's instruction data: tasks with other templates and rules
-(copy a sentence, first/last word, the word after a given word, ...), never a fine-tuning family.
-The last `HELD_OUT_SENTENCES` corpus sentences are used by neither: `held_out_sentences()` is
-general Indonesian text for a forgetting measure.
+Tasks use `task_sentences()` only, never the corpus's held-out tail (difusi.synthetic.corpus).
 """
 
 from __future__ import annotations
@@ -33,25 +30,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from difusi.corpus import indonesian_sentences
 from difusi.data.source import SCHEMA
-from difusi.data.synth import Template
 from difusi.io import atomic_directory
+from difusi.synthetic.corpus import task_sentences
+from difusi.synthetic.templates import Template
 
-HELD_OUT_SENTENCES = 2_000
 TASK_ROWS = 40_000  # `difusi synth-cendol --tasks` defaults
 TASK_SHARDS = 4
 SUBSETS = ("indo_puisi", "wikihow", "wikipedia_id", "safety_prompt", "identity_prompt", "dolly")
-
-
-def held_out_sentences() -> tuple[str, ...]:
-    """The last HELD_OUT_SENTENCES corpus sentences: in no task, no general example, no base pretraining."""
-    return indonesian_sentences()[-HELD_OUT_SENTENCES:]
-
-
-def task_sentences() -> tuple[str, ...]:
-    """The corpus sentences tasks and pretraining may use (all but the held-out tail)."""
-    return indonesian_sentences()[:-HELD_OUT_SENTENCES]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,7 +47,7 @@ _CAPITALISED = re.compile(r"^[A-Z][A-Za-z-]*$")
 _NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
 
 
-def _bare(word: str) -> str:
+def bare(word: str) -> str:
     return word.strip(".,;:!?\"'()")
 
 
@@ -69,10 +55,10 @@ def name_runs(sentence: str) -> list[str]:
     """Maximal runs of capitalised words after the first word (a run ends at attached punctuation)."""
     runs, current = [], []
     for word in sentence.split()[1:]:
-        bare = word.rstrip(".,;:!?")
-        if _CAPITALISED.match(bare) and len(bare) > 1:
-            current.append(bare)
-            if bare == word:
+        stripped = word.rstrip(".,;:!?")
+        if _CAPITALISED.match(stripped) and len(stripped) > 1:
+            current.append(stripped)
+            if stripped == word:
                 continue  # the run goes on unless punctuation closes it
         if current:
             runs.append(" ".join(current))
@@ -84,7 +70,7 @@ def name_runs(sentence: str) -> list[str]:
 
 def numbers(sentence: str) -> list[str]:
     """The words of `sentence` that are numbers (digits with . or , separators), punctuation stripped."""
-    return [_bare(w) for w in sentence.split() if _NUMBER.match(_bare(w))]
+    return [bare(w) for w in sentence.split() if _NUMBER.match(bare(w))]
 
 
 def numbered_steps(steps: list[str]) -> str:
@@ -191,7 +177,7 @@ def pools() -> dict[str, list]:
         if 8 <= len(words) <= 14:
             short.append(s)
         names.extend(r for r in runs if len(r.split()) == 1 and len(r) <= 10)
-        words_pool.extend(w for w in (_bare(x).lower() for x in words) if w.isalpha() and 3 <= len(w) <= 9)
+        words_pool.extend(w for w in (bare(x).lower() for x in words) if w.isalpha() and 3 <= len(w) <= 9)
     return {
         "named": named,
         "numbered": numbered,
@@ -205,48 +191,69 @@ def _lower_phrase(rng: np.random.Generator, words: list[str], n: int) -> str:
     return " ".join(words[i] for i in rng.integers(0, len(words), n))
 
 
+def _identity_prompt(rng: np.random.Generator, p: dict) -> tuple[str, str, str]:
+    kind = list(IDENTITY_QUESTIONS)[rng.integers(len(IDENTITY_QUESTIONS))]
+    phrasings, answer = IDENTITY_QUESTIONS[kind]
+    greeting = GREETINGS[rng.integers(len(GREETINGS))].format(p["names"][rng.integers(len(p["names"]))])
+    return IDENTITY_TEMPLATE.name, f"{greeting} {phrasings[rng.integers(len(phrasings))]}", answer
+
+
+def _safety_prompt(rng: np.random.Generator, p: dict) -> tuple[str, str, str]:
+    prefix, suffix, refusal = SAFETY_PHRASINGS[rng.integers(len(SAFETY_PHRASINGS))]
+    return SAFETY_TEMPLATE.name, prefix + _lower_phrase(rng, p["words"], 2) + suffix, refusal
+
+
+def _wikipedia_id(rng: np.random.Generator, p: dict) -> tuple[str, str, str]:
+    which = int(rng.integers(len(WIKI_TEMPLATES)))
+    pool = p["named"] if which < len(_NAME_QUESTIONS) else p["numbered"]
+    sentence, answer = pool[rng.integers(len(pool))]
+    template = WIKI_TEMPLATES[which]
+    return template.name, template.prefix + sentence + template.suffix, answer
+
+
+def _wikihow(rng: np.random.Generator, p: dict) -> tuple[str, str, str]:
+    template = WIKIHOW_TEMPLATES[rng.integers(len(WIKIHOW_TEMPLATES))]
+    steps = [_lower_phrase(rng, p["words"], 1) for _ in range(int(rng.integers(2, 4)))]
+    goal = _lower_phrase(rng, p["words"], 2)
+    return (
+        template.name,
+        template.prefix.format(goal) + template.suffix + "; ".join(steps),
+        numbered_steps(steps),
+    )
+
+
+def _indo_puisi(rng: np.random.Generator, p: dict) -> tuple[str, str, str]:
+    template = PUISI_TEMPLATES[rng.integers(len(PUISI_TEMPLATES))]
+    words = p["short"][rng.integers(len(p["short"]))].rstrip(".").split()[:6]
+    lines = [" ".join(words[i : i + 2]) for i in range(0, len(words), 2)]
+    title = " ".join(w.capitalize() for w in _lower_phrase(rng, p["words"], 2).split())
+    prompt = template.prefix + title + template.suffix + "\n" + "\n".join(lines)
+    return template.name, prompt, reversed_lines(lines)
+
+
+def _dolly(rng: np.random.Generator, p: dict) -> tuple[str, str, str]:
+    words = p["short"][rng.integers(len(p["short"]))].split()
+    cut = len(words) - int(rng.integers(3, 6))
+    template = DOLLY_TEMPLATES[0]
+    return template.name, template.prefix + " ".join(words[:cut]), " ".join(words[cut:])
+
+
+# Subset -> the builder of one (template_name, input, output) from a generator and the pools.
+BUILDERS = {
+    "identity_prompt": _identity_prompt,
+    "safety_prompt": _safety_prompt,
+    "wikipedia_id": _wikipedia_id,
+    "wikihow": _wikihow,
+    "indo_puisi": _indo_puisi,
+    "dolly": _dolly,
+}
+
+
 def task_row(subset: str, rng: np.random.Generator) -> tuple[str, str, str]:
     """One (template_name, input, output) of `subset`, drawn with `rng`."""
-    p = pools()
-    if subset == "identity_prompt":
-        kind = list(IDENTITY_QUESTIONS)[rng.integers(len(IDENTITY_QUESTIONS))]
-        phrasings, answer = IDENTITY_QUESTIONS[kind]
-        greeting = GREETINGS[rng.integers(len(GREETINGS))].format(p["names"][rng.integers(len(p["names"]))])
-        return IDENTITY_TEMPLATE.name, f"{greeting} {phrasings[rng.integers(len(phrasings))]}", answer
-    if subset == "safety_prompt":
-        prefix, suffix, refusal = SAFETY_PHRASINGS[rng.integers(len(SAFETY_PHRASINGS))]
-        return SAFETY_TEMPLATE.name, prefix + _lower_phrase(rng, p["words"], 2) + suffix, refusal
-    if subset == "wikipedia_id":
-        which = int(rng.integers(len(WIKI_TEMPLATES)))
-        pool = p["named"] if which < len(_NAME_QUESTIONS) else p["numbered"]
-        sentence, answer = pool[rng.integers(len(pool))]
-        template = WIKI_TEMPLATES[which]
-        return template.name, template.prefix + sentence + template.suffix, answer
-    if subset == "wikihow":
-        template = WIKIHOW_TEMPLATES[rng.integers(len(WIKIHOW_TEMPLATES))]
-        steps = [_lower_phrase(rng, p["words"], 1) for _ in range(int(rng.integers(2, 4)))]
-        goal = _lower_phrase(rng, p["words"], 2)
-        return (
-            template.name,
-            template.prefix.format(goal) + template.suffix + "; ".join(steps),
-            numbered_steps(steps),
-        )
-    if subset == "indo_puisi":
-        template = PUISI_TEMPLATES[rng.integers(len(PUISI_TEMPLATES))]
-        words = p["short"][rng.integers(len(p["short"]))].rstrip(".").split()[:6]
-        lines = [" ".join(words[i : i + 2]) for i in range(0, len(words), 2)]
-        title = " ".join(w.capitalize() for w in _lower_phrase(rng, p["words"], 2).split())
-        prompt = template.prefix + title + template.suffix + "\n" + "\n".join(lines)
-        return template.name, prompt, reversed_lines(lines)
-    if subset == "dolly":
-        words = p["short"][rng.integers(len(p["short"]))].split()
-        cut = len(words) - int(rng.integers(3, 6))
-        return (
-            DOLLY_TEMPLATES[0].name,
-            DOLLY_TEMPLATES[0].prefix + " ".join(words[:cut]),
-            " ".join(words[cut:]),
-        )
-    raise ValueError(f"unknown task subset {subset!r}; choose one of {', '.join(SUBSETS)}")
+    if subset not in BUILDERS:
+        raise ValueError(f"unknown task subset {subset!r}; choose one of {', '.join(SUBSETS)}")
+    return BUILDERS[subset](rng, pools())
 
 
 def task_rows(rows: int, seed: int = 0) -> pa.Table:
@@ -299,62 +306,3 @@ def synth_tasks(out_dir: str | Path, rows: int, seed: int = 0, shards: int = TAS
             pq.write_table(part, work / "data" / name, compression="zstd")
             paths.append(Path(out_dir) / "data" / name)
     return paths
-
-
-# ---------------------------------------------------------------------------------------------
-# General instruction tasks for pretraining the base: other templates and rules than the families above.
-
-GENERAL_TASKS = (
-    "salin",
-    "kata_pertama",
-    "kata_terakhir",
-    "tiga_kata",
-    "kata_setelah",
-    "ulangi",
-    "kalimat_kedua",
-)
-
-
-def general_example(kind: str, rng: np.random.Generator, sentences: list[str]) -> tuple[str, str]:
-    """One (prompt, answer) of general task `kind` on corpus `sentences`."""
-    s = sentences[rng.integers(len(sentences))]
-    words = s.split()
-    if kind == "salin":
-        return f"Salin kalimat ini apa adanya:\n{s}", s
-    if kind == "kata_pertama":
-        return f"Apa kata pertama dari kalimat berikut?\n{s}", words[0]
-    if kind == "kata_terakhir":
-        return f"Apa kata terakhir dari kalimat berikut?\n{s}", _bare(words[-1])
-    if kind == "tiga_kata":
-        return f"Tuliskan tiga kata pertama kalimat ini:\n{s}", " ".join(words[:3])
-    if kind == "kata_setelah":
-        i = int(rng.integers(len(words) - 1))
-        return f'Kalimat: {s}\nKata apa yang tepat sesudah "{words[i]}"?', words[i + 1]
-    if kind == "ulangi":
-        w = _bare(words[rng.integers(len(words))]) or words[0]
-        return f'Ulangi kata "{w}" dua kali.', f"{w} {w}"
-    if kind == "kalimat_kedua":
-        t = sentences[rng.integers(len(sentences))]
-        return f"Tulis ulang kalimat kedua saja:\n{t} {s}", s
-    raise ValueError(f"unknown general task {kind!r}; choose one of {', '.join(GENERAL_TASKS)}")
-
-
-def _short(sentences: tuple[str, ...]) -> list[str]:
-    return [s for s in sentences if 4 <= len(s.split()) <= 14]
-
-
-def general_examples(count: int, seed: int = 0) -> list[tuple[str, str]]:
-    """`count` general (prompt, answer) pairs, task kinds in turn, on short task sentences."""
-    sentences = _short(task_sentences())
-    rng = np.random.default_rng([seed, 7])
-    return [general_example(GENERAL_TASKS[i % len(GENERAL_TASKS)], rng, sentences) for i in range(count)]
-
-
-def general_probe(per_kind: int, seed: int = 0) -> pa.Table:
-    """A test set of `per_kind` rows of every general task on held-out sentences, `subset_name` the
-    task kind: how well a base follows the chat format and copies from its prompt on unseen text."""
-    sentences = _short(held_out_sentences())
-    rng = np.random.default_rng([seed, 11])
-    rows = [(kind, *general_example(kind, rng, sentences)) for kind in GENERAL_TASKS for _ in range(per_kind)]
-    kinds, prompts, answers = zip(*rows, strict=True)
-    return pa.table({"subset_name": kinds, "template_name": kinds, "input": prompts, "output": answers})

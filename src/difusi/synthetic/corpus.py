@@ -1,29 +1,29 @@
 """Real Indonesian text that works offline: the POS-tagged news corpus shipped in the `nlp-id` wheel.
 
 The wheel is fetched from PyPI once with `pip download` (no install: the package pins heavy
-dependencies) and cached; the sentences are read straight out of the zip.
+dependencies) and cached; the sentences are read straight out of the zip. This is the one way library
+code gets general text: `indonesian_sentences()` whole, or split into `task_sentences()` (what tasks,
+tokenizers and pretraining may use) and `held_out_sentences()` (the last HELD_OUT_SENTENCES, used by
+none of them: general text for a forgetting measure).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import zipfile
 from functools import lru_cache
 from pathlib import Path
 
+from difusi.io import cache_dir
+
 WHEEL_SPEC = "nlp-id==0.1.23.0"
 CORPUS_MEMBER = "nlp_id/data/dataset_postag.txt"
 _NO_SPACE_BEFORE = {".", ",", ")", "!", "?", ":", ";", "%", "'", '"'}
 _NO_SPACE_AFTER = {"(", '"'}
 _CLITICS = {"nya", "lah", "kah", "pun"}
-
-
-def cache_dir() -> Path:
-    """Where difusi keeps downloaded offline resources (`DIFUSI_CACHE`, default ~/.cache/difusi)."""
-    return Path(os.environ.get("DIFUSI_CACHE", Path.home() / ".cache" / "difusi"))
+HELD_OUT_SENTENCES = 2_000
 
 
 def corpus_wheel() -> Path:
@@ -68,6 +68,16 @@ def indonesian_sentences() -> tuple[str, ...]:
     if tokens:
         sentences.append(detokenize(tokens))
     return tuple(sentences)
+
+
+def task_sentences() -> tuple[str, ...]:
+    """The corpus sentences tasks, tokenizers and pretraining may use (all but the held-out tail)."""
+    return indonesian_sentences()[:-HELD_OUT_SENTENCES]
+
+
+def held_out_sentences() -> tuple[str, ...]:
+    """The last HELD_OUT_SENTENCES corpus sentences: in no task, no general example, no base pretraining."""
+    return indonesian_sentences()[-HELD_OUT_SENTENCES:]
 
 
 def main() -> None:

@@ -9,21 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from difusi.cli import main
-from difusi.corpus import indonesian_sentences
 from difusi.data.prepare import INDONESIAN_SUBSETS
 from difusi.data.source import COLUMNS
-from difusi.data.synth import DOLLY_TEMPLATES, PUISI_TEMPLATES, WIKI_TEMPLATES, WIKIHOW_TEMPLATES
-from difusi.data.tasks import (
-    GENERAL_TASKS,
-    HELD_OUT_SENTENCES,
-    IDENTITY_QUESTIONS,
-    SAFETY_PHRASINGS,
-    general_examples,
-    general_probe,
-    held_out_sentences,
-    synth_tasks,
-    task_rows,
-)
+from difusi.synthetic.corpus import HELD_OUT_SENTENCES, held_out_sentences, indonesian_sentences
+from difusi.synthetic.general import GENERAL_TASKS, general_examples, general_probe
+from difusi.synthetic.tasks import IDENTITY_QUESTIONS, SAFETY_PHRASINGS, synth_tasks, task_rows
+from difusi.synthetic.templates import DOLLY_TEMPLATES, PUISI_TEMPLATES, WIKI_TEMPLATES, WIKIHOW_TEMPLATES
 
 ROWS = 1_200
 
@@ -33,7 +24,7 @@ def rows() -> list[dict]:
     return task_rows(ROWS, seed=7).to_pylist()
 
 
-# The rules, written again from the prompt text alone (independently of difusi.data.tasks).
+# The rules, written again from the prompt text alone (independently of difusi.synthetic.tasks).
 def passage(prompt: str) -> str:
     lines = prompt.split("\n")
     assert lines[0] == "Kutipan Wikipedia:" and len(lines) == 3
@@ -174,7 +165,7 @@ def test_synth_tasks_writes_shards_and_the_cli_flag(tmp_path):
 
 
 def test_demo_preset_tokenizer_skips_the_held_out_text():
-    from difusi.data.tasks import task_sentences
     from difusi.model.presets import PRESETS
+    from difusi.synthetic.corpus import task_sentences
 
     assert PRESETS["demo"].tokenizer_sentences == len(task_sentences()) == len(indonesian_sentences()) - 2_000
