@@ -13,17 +13,9 @@ from rich.console import Console
 from safetensors import safe_open
 
 from difusi.cli import main as cli_main
-from difusi.demo import (
-    METHODS,
-    DemoConfig,
-    copy_shipped_base,
-    pretraining_config,
-    run_block_methods,
-    run_demo,
-    run_speed_quality,
-    shipped_base,
-    training_config,
-)
+from difusi.demo import METHODS, DemoConfig, run_block_methods, run_demo, run_speed_quality
+from difusi.demo.config import pretraining_config, shipped_base, training_config
+from difusi.demo.stages import copy_shipped_base
 from difusi.errors import DifusiError
 from difusi.evaluation.runs import REPORTED_METRICS
 from difusi.model.loading import load_model

@@ -22,6 +22,7 @@ LAYERS = [
     ("difusi.data",),
     ("difusi.synthetic",),
     ("difusi.evaluation",),
+    ("difusi.benchmarks",),
     ("difusi.tuning",),
     ("difusi.demo", "difusi.chat", "difusi.serving"),
     ("difusi.cli", "difusi.__main__", "difusi"),  # the package root is the public API

@@ -182,7 +182,7 @@ def test_bad_fast_settings_raise_clear_errors(model, padded_batch, options, mess
 
 
 def test_token_agreement_counts_positions_over_the_longer_answer():
-    from difusi.evaluation.benchmark import token_agreement
+    from difusi.benchmarks.sampler import token_agreement
 
     # row 1: 2 of 3 positions agree; row 2: 1 of 4 (the other answer stops after one token); row 3: empty
     assert token_agreement([[1, 2, 3], [5, 6, 7, 8], []], [[1, 9, 3], [5], []]) == 3 / 7
@@ -212,25 +212,18 @@ def test_bench_sampling_writes_json_and_plot(tiny_checkpoint, tmp_path):
     assert (tmp_path / "bench" / "sampling.png").stat().st_size > 0
 
 
-def test_gpu_benchmark_script_builds_an_official_layout_checkpoint_on_cpu(tmp_path, monkeypatch):
+def test_gpu_benchmark_script_builds_an_official_layout_checkpoint_on_cpu(tmp_path):
     """The GPU script's build and parity stages with the tiny preset (the full dry run is documented)."""
-    import importlib.util
     import json
-    import sys
-    from pathlib import Path
 
     import pyarrow.parquet as pq
 
+    from difusi.benchmarks import gpu_llada8b
     from difusi.data.chat_format import build_sft_example
     from difusi.model.loading import load_model
     from difusi.model.tokenizer import special_token_ids
 
-    path = Path(__file__).parents[2] / "benchmarks" / "gpu_llada8b.py"
-    spec = importlib.util.spec_from_file_location("gpu_llada8b", path)
-    script = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_llada8b", script)
-    spec.loader.exec_module(script)
-    results = script.main(
+    results = gpu_llada8b.main(
         ["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), "--stages", "build,parity"]
     )
 

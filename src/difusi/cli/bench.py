@@ -1,18 +1,14 @@
 """`difusi bench ITEM`: speed benchmarks that print figures (speed claims live here, not in tests).
 
-Each benchmark is a sub-command registered by a function in BENCHMARKS.
+Each benchmark is a sub-command registered by a function in BENCHMARKS; its options are handed, by
+name, to its function in difusi.benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from pathlib import Path
 
-import torch
-
-from difusi.errors import DifusiError
-from difusi.evaluation.benchmark import FAST_SAMPLERS
+from difusi.benchmarks.sampler import FAST_SAMPLERS
 
 
 def _gen_block(text: str) -> tuple[int, int]:
@@ -140,164 +136,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         register_item(items)
 
 
-def _load_model(args: argparse.Namespace, device: torch.device):
-    from difusi.model import LLaDAModelLM
-    from difusi.model.loading import load_model
-
-    if args.model is not None:
-        return load_model(args.model, device=device)[0]
-    from difusi.model.presets import preset_config, preset_tokenizer
-
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-
-    config = preset_config(args.preset, preset_tokenizer(args.preset))
-    torch.manual_seed(0)
-    return LLaDAModelLM(config).to(device, dtype).eval()
+def _options(args: argparse.Namespace) -> dict:
+    """The parsed options, named as the benchmark functions' parameters."""
+    return {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("command", "item", "func", "passed_through")
+    }
 
 
 def run_sampler(args: argparse.Namespace) -> None:
-    from difusi.evaluation.benchmark import benchmark_sampler
+    from difusi.benchmarks.sampler import print_sampler_benchmark
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = _load_model(args, device)
-    parameters = sum(p.numel() for p in model.parameters())
-    print(
-        f"sampler benchmark: {args.model or args.preset} ({parameters / 1e6:.1f}M parameters), {device}, "
-        f"batch {args.batch_size}, prompt {args.prompt_length}, temperature {args.temperature}, "
-        f"threads {torch.get_num_threads()}"
-    )
-    rows = benchmark_sampler(
-        model, args.settings, args.batch_size, args.prompt_length, args.repeats, args.temperature
-    )
-    print(
-        f"{'gen':>5} {'block':>5} {'steps':>5} {'difusi tok/s':>12} {'official tok/s':>14} {'speedup':>7} identical"
-    )
-    for row in rows:
-        print(
-            f"{row.gen_length:>5} {row.block_length:>5} {row.steps:>5} {row.tokens_per_s:>12.1f} "
-            f"{row.reference_tokens_per_s:>14.1f} {row.speedup:>6.2f}x {'yes' if row.identical else 'no'}"
-        )
+    print_sampler_benchmark(**_options(args))
 
 
 def run_sampling(args: argparse.Namespace) -> None:
-    from difusi.evaluation.benchmark import (
-        benchmark_sampling,
-        plot_sampling,
-        quality_table,
-        sampling_quality,
-        sampling_table,
-    )
-    from difusi.evaluation.evaluate import load_test_rows
-    from difusi.io import write_json
-    from difusi.model.loading import load_model
+    from difusi.benchmarks.sampler import write_sampling_benchmark
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    rows = load_test_rows(args.test, args.limit) if args.test else None  # fail before the model loads
-    model, tokenizer = load_model(args.model, device=device)
-    ar_model = load_model(args.ar_model, device=device)[0] if args.ar_model else None
-    if ar_model is not None and not ar_model.config.causal:
-        raise DifusiError(f"{args.ar_model} is not a causal model; pass a `--objective ar` checkpoint")
-    print(
-        f"sampling benchmark: {args.model}, {device}, block {args.block_length}, threads {torch.get_num_threads()}"
-    )
-    speeds = benchmark_sampling(
-        model,
-        ar_model,
-        args.gen_lengths,
-        args.batch_sizes,
-        args.block_length,
-        args.prompt_length,
-        args.repeats,
-        args.samplers,
-    )
-    print(sampling_table(speeds))
-    report = {"model": args.model, "ar_model": args.ar_model, "device": str(device)}
-    report["speed"] = [dataclasses.asdict(row) for row in speeds]
-    if rows is not None:
-        quality = sampling_quality(
-            model,
-            tokenizer,
-            rows,
-            ar_model,
-            args.quality_gen_length,
-            args.block_length,
-            samplers=args.samplers,
-        )
-        print(f"\nquality on {len(rows)} test rows at {args.quality_gen_length} tokens:")
-        print(quality_table(quality))
-        report["quality"] = [dataclasses.asdict(row) for row in quality]
-    out = Path(args.out)
-    write_json(out / "sampling.json", report)
-    plot_sampling(speeds, out / "sampling.png")
-    print(f"written {out / 'sampling.json'} and {out / 'sampling.png'}")
+    write_sampling_benchmark(**_options(args))
 
 
 def run_speed_quality(args: argparse.Namespace) -> None:
-    from difusi.evaluation.evaluate import load_test_rows
-    from difusi.evaluation.speed_quality import speed_quality, write_speed_quality
-    from difusi.model.loading import load_model
+    from difusi.benchmarks.speed_quality import write_speed_quality_benchmark
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    rows = load_test_rows(args.data, args.limit)  # fails before any model loads
-    block_checkpoints = {}
-    for spec in args.block_model:
-        name, _, where = spec.partition("=")
-        if not name or not where:
-            raise DifusiError(
-                f"--block-model {spec!r} is not NAME=CHECKPOINT[:ADAPTER]; e.g. from-ar=runs/b/model"
-            )
-        block_checkpoints[name] = where.split(":", 1) if ":" in where else (where, None)
-    model, tokenizer = load_model(args.model, args.adapter, device=device)
-    block_models = {name: load_model(c, a, device=device)[0] for name, (c, a) in block_checkpoints.items()}
-    for name, block_model in block_models.items():
-        if not block_model.config.block_size:
-            raise DifusiError(
-                f"--block-model {name} is not a block-diffusion model; pass an `--objective block` run"
-            )
-    if model.config.block_size:  # a block model given as --model: its block rows, no diffusion sweep
-        block_models, model = {"block": model, **block_models}, None
-    ar_model = load_model(args.ar_model, args.ar_adapter, device=device)[0] if args.ar_model else None
-    if ar_model is not None and not ar_model.config.causal:
-        raise DifusiError(f"{args.ar_model} is not a causal model; pass a `--objective ar` checkpoint")
-    results = speed_quality(
-        model, tokenizer, rows, ar_model, args.gen_length, args.block_length, args.batch_sizes,
-        block_models=block_models, repeats=args.repeats,
-    )  # fmt: skip
-    header = (
-        f"{len(rows)} test rows, {args.gen_length} tokens, block {args.block_length}, {device}, "
-        f"threads {torch.get_num_threads()}, best of {args.repeats} interleaved timings"
-    )
-    print(write_speed_quality(results, len(rows), args.out, header))
-    print(f"written {args.out}/speed_quality.json, .md and .png")
+    write_speed_quality_benchmark(**_options(args))
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    from difusi.evaluation.evaluate import load_test_rows
-    from difusi.io import write_json, write_text
-    from difusi.model.checkpoint import resolve_checkpoint_dir
-    from difusi.model.tokenizer import load_tokenizer
-    from difusi.serving.load import LoadResult, load_table, load_test
+    from difusi.benchmarks.serve_load import write_serve_benchmark
 
-    serve_args = args.serve_args[1:] if args.serve_args[:1] == ["--"] else args.serve_args
-    if "--model" not in serve_args:
-        raise DifusiError("give the server's arguments after `--`, e.g. -- --model runs/demo/base/model")
-    rows = load_test_rows(args.data, args.limit)
-    tokenizer = load_tokenizer(resolve_checkpoint_dir(serve_args[serve_args.index("--model") + 1]))
-    count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
-    report = load_test(
-        serve_args, [row["input"] for row in rows], count, args.clients, args.duration,
-        args.single_duration, args.max_tokens,
-    )  # fmt: skip
-    memory = {k: v / 2**20 for k, v in report["resident_bytes"].items()}
-    table = load_table([LoadResult(**r) for r in report["results"]])
-    summary = (
-        f"batched throughput {report['batching_gain']:.2f}x one at a time (tokens/s); server memory "
-        + ", ".join(f"{k} {v:.0f} MiB" for k, v in memory.items())
-    )
-    out = Path(args.out)
-    write_json(out / "serve_load.json", report)
-    write_text(out / "serve_load.md", f"{table}\n\n{summary}\n")
-    print(f"{table}\n\n{summary}")
-    if report["errors"]:
-        print("errors:", *report["errors"], sep="\n  ")
-    print(f"written {out}/serve_load.json and .md")
+    write_serve_benchmark(**_options(args))

@@ -31,10 +31,10 @@ def distribution(column: pa.ChunkedArray | pa.Array) -> dict[str, int]:
     return dict(pairs)
 
 
-def write_card(directory: Path, card: dict) -> None:
-    """Write `card` as data_card.json and a readable data_card.md into `directory`."""
+def write_card(directory: Path, card: dict, note: str = "") -> None:
+    """Write `card` as data_card.json and a readable data_card.md, ending with `note`, into `directory`."""
     (directory / "data_card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    (directory / "data_card.md").write_text(render_markdown(card))
+    (directory / "data_card.md").write_text(render_markdown(card) + note)
 
 
 def render_markdown(card: dict) -> str:

@@ -137,9 +137,10 @@ def enough_fraction(fraction: float, rows: int, needed: int, option: str) -> flo
 
 
 def prepare(
-    source: str | Path | Source, out_dir: str | Path, config: PrepareConfig | None = None
+    source: str | Path | Source, out_dir: str | Path, config: PrepareConfig | None = None, card_note: str = ""
 ) -> dict | None:
-    """Run every stage and write train.parquet, test.parquet, the data card and the UMAP picture.
+    """Run every stage and write train.parquet, test.parquet, the data card (data_card.md ending with
+    `card_note`, Markdown) and the UMAP picture.
 
     The files are built in a temporary directory next to `out_dir` that replaces it at the end, so a
     failure at any stage leaves no final files. Returns the data card (None on a launch's other
@@ -160,7 +161,7 @@ def prepare(
     if not processes.main:
         return None
     with atomic_directory(out_dir) as work:
-        card = _build(source, resolved, candidates, sample, embeddings, work, config)
+        card = _build(source, resolved, candidates, sample, embeddings, work, config, card_note)
     log.info("wrote %s", out_dir)
     return card
 
@@ -173,6 +174,7 @@ def _build(
     embeddings: np.ndarray,
     work: Path,
     config: PrepareConfig,
+    card_note: str,
 ) -> dict:
     """Stages 6 to 8 and the data card, written into `work`."""
     found, stratified = candidates.scan, candidates.stratified
@@ -193,7 +195,7 @@ def _build(
     pq.write_table(train, work / "train.parquet")
     pq.write_table(test.cast(SCHEMA), work / "test.parquet")
     card = _card(source_spec, source, candidates, labels, train, test, test_counts, config)
-    write_card(work, card)
+    write_card(work, card, card_note)
     return card
 
 

@@ -143,9 +143,14 @@ def verdict_section(groups: Sequence[MethodGroup], n_resamples: int = 1000, seed
 
 
 def write_report(
-    groups: Sequence[MethodGroup], out: str | Path, n_resamples: int = 1000, seed: int = 0
+    groups: Sequence[MethodGroup],
+    out: str | Path,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    extra_sections: Sequence[str] = (),
 ) -> Path:
-    """Write OUT/report.md and its PNG figures comparing the groups (see `load_groups`); returns its path."""
+    """Write OUT/report.md and its PNG figures comparing the groups (see `load_groups`), the report ending
+    with `extra_sections` (Markdown, each with its own heading); returns its path."""
     intervals = {group.label: confidence_intervals(group, n_resamples, seed) for group in groups}
     out = Path(out)
     plots.plot_metric_bars(groups, BAR_METRICS, intervals, out / "metrics.png")
@@ -191,6 +196,7 @@ def write_report(
         settings_table(groups),
         "## Example generations",
         examples_section(groups),
+        *extra_sections,
     ]
     path = out / "report.md"
     write_text(path, "\n\n".join(sections) + "\n")

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from difusi.benchmarks.speed_quality import AR, matching_quality, speed_quality, sweep_settings
 from difusi.cli import main
 from difusi.evaluation.evaluate import load_test_rows
-from difusi.evaluation.speed_quality import AR, matching_quality, speed_quality, sweep_settings
 from difusi.model.loading import load_model
 
 ROWS = {
@@ -67,7 +67,7 @@ def block_and_ar_models(tiny_checkpoint, tmp_path):
 
 
 def test_block_models_get_their_rows_and_paired_intervals_against_the_ar_twin(tiny_checkpoint, tmp_path):
-    from difusi.evaluation.speed_quality import block_settings, speed_quality_table
+    from difusi.benchmarks.speed_quality import block_settings, speed_quality_table
 
     rows, tokenizer, block, ar_model = block_and_ar_models(tiny_checkpoint, tmp_path)
     results = speed_quality(
@@ -87,7 +87,7 @@ def test_block_models_get_their_rows_and_paired_intervals_against_the_ar_twin(ti
 def test_repeats_interleave_the_settings_and_keep_each_ones_fastest_run(
     tiny_checkpoint, tmp_path, monkeypatch
 ):
-    import difusi.evaluation.speed_quality as module
+    import difusi.benchmarks.speed_quality as module
 
     rows, tokenizer, block, ar_model = block_and_ar_models(tiny_checkpoint, tmp_path)
     once = speed_quality(
@@ -125,8 +125,8 @@ def test_cli_takes_block_models_and_refuses_a_bad_spec(tiny_checkpoint, tmp_path
 
 
 def test_matching_quality_says_how_a_setting_compares():
+    from difusi.benchmarks.speed_quality import SpeedQuality
     from difusi.evaluation.metrics import PairedDifference
-    from difusi.evaluation.speed_quality import SpeedQuality
 
     def row(name, chrf, speed, interval=None):
         vs_ar = None if interval is None else PairedDifference(chrf - 60.0, *interval, 0.5)

@@ -20,10 +20,14 @@ from pathlib import Path
 
 import torch
 
+from difusi.benchmarks.sampler import benchmark_device, load_ar_twin
 from difusi.diffusion.sampler import SamplerSettings
+from difusi.errors import DifusiError
+from difusi.evaluation.evaluate import load_test_rows
 from difusi.evaluation.metrics import CHRF_PP, EXACT_MATCH, PairedDifference, paired_bootstrap_difference
 from difusi.generation import fit_prompt, generate_answers
 from difusi.io import write_json, write_text
+from difusi.model.loading import load_model
 
 AR = "AR twin, KV cache"
 
@@ -243,3 +247,60 @@ def write_speed_quality(results: Sequence[SpeedQuality], rows: int, out: str | P
     write_text(out / "speed_quality.md", text)
     plot_speed_quality(results, out / "speed_quality.png")
     return text
+
+
+def write_speed_quality_benchmark(
+    model: str,
+    adapter: str | None,
+    block_model: Sequence[str],
+    ar_model: str | None,
+    ar_adapter: str | None,
+    data: str,
+    out: str | Path,
+    gen_length: int,
+    block_length: int,
+    batch_sizes: Sequence[int],
+    limit: int,
+    repeats: int,
+    device: str | None,
+) -> None:
+    """`difusi bench speed-quality`: `speed_quality` on the first `limit` rows of `data`, with the
+    block-diffusion models `block_model` (NAME=CHECKPOINT[:ADAPTER] each; a block model as `model`
+    gets only its block rows), printed and written to OUT."""
+    where = benchmark_device(device)
+    rows = load_test_rows(data, limit)  # fails before any model loads
+    block_checkpoints = {}
+    for spec in block_model:
+        name, _, checkpoint = spec.partition("=")
+        if not name or not checkpoint:
+            raise DifusiError(
+                f"--block-model {spec!r} is not NAME=CHECKPOINT[:ADAPTER]; e.g. from-ar=runs/b/model"
+            )
+        block_checkpoints[name] = checkpoint.split(":", 1) if ":" in checkpoint else (checkpoint, None)
+    network, tokenizer = load_model(model, adapter, device=where)
+    blocks = {name: load_model(c, a, device=where)[0] for name, (c, a) in block_checkpoints.items()}
+    for name, block in blocks.items():
+        if not block.config.block_size:
+            raise DifusiError(
+                f"--block-model {name} is not a block-diffusion model; pass an `--objective block` run"
+            )
+    if network.config.block_size:  # a block model given as --model: its block rows, no diffusion sweep
+        blocks, network = {"block": network, **blocks}, None
+    ar_twin = load_ar_twin(ar_model, where, ar_adapter)
+    results = speed_quality(
+        network,
+        tokenizer,
+        rows,
+        ar_twin,
+        gen_length,
+        block_length,
+        batch_sizes,
+        block_models=blocks,
+        repeats=repeats,
+    )
+    header = (
+        f"{len(rows)} test rows, {gen_length} tokens, block {block_length}, {where}, "
+        f"threads {torch.get_num_threads()}, best of {repeats} interleaved timings"
+    )
+    print(write_speed_quality(results, len(rows), out, header))
+    print(f"written {out}/speed_quality.json, .md and .png")

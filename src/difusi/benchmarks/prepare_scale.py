@@ -7,7 +7,7 @@ time and peak resident memory. `--text plain` (the default) is the news corpus, 
 `--text realistic` gives the rows Wikipedia-like text (curly quotes, dashes, accented and non-Latin
 names, emoji, no-break spaces, a few compatibility characters, paragraph breaks) and prints the share of
 rows holding a non-ASCII character and a newline. Usage:
-python benchmarks/prepare_scale.py [--data DIR] [--rows N] [--text plain|realistic]
+python -m difusi.benchmarks.prepare_scale [--data DIR] [--rows N] [--text plain|realistic]
 """
 
 from __future__ import annotations
@@ -115,7 +115,16 @@ def main() -> None:
     )
     # A fresh process, so peak memory counts only stages 1-4 (not the generator).
     child = subprocess.run(
-        [sys.executable, __file__, "--measure", "--data", str(data), "--rows", str(args.rows)],
+        [
+            sys.executable,
+            "-m",
+            "difusi.benchmarks.prepare_scale",
+            "--measure",
+            "--data",
+            str(data),
+            "--rows",
+            str(args.rows),
+        ],
         capture_output=True,
         text=True,
         check=True,

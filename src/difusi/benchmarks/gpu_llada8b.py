@@ -1,7 +1,7 @@
 """The GPU path end to end on the LLaDA-8B architecture with random weights (nothing is downloaded).
 
-    python benchmarks/gpu_llada8b.py --out /tmp/gpu                 # LLaDA-8B on CUDA (6 minutes on an H200)
-    python benchmarks/gpu_llada8b.py --out /tmp/gpu --preset tiny   # the same stages on a tiny model: a CPU dry run
+    python -m difusi.benchmarks.gpu_llada8b --out /tmp/gpu                 # LLaDA-8B on CUDA (6 minutes on an H200)
+    python -m difusi.benchmarks.gpu_llada8b --out /tmp/gpu --preset tiny   # the same stages on a tiny model: a CPU dry run
 
 Stages (`--stages`, default all, run in this order; each appends to OUT/results.json):
   build     a random bf16 checkpoint in the official layout (config.json without a dtype, sharded
@@ -67,7 +67,7 @@ from difusi.model.tokenizer import (
     byte_level,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout, whose configs/ hold the recipes run
 STAGES = ("build", "parity", "train", "profile", "sample", "evaluate", "merge", "multi")
 # LLaDA-8B-Instruct's special token ids (see the official tokenizer).
 OFFICIAL_SPECIAL_IDS = {

@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from difusi.errors import DifusiError
+from difusi.evaluation.evaluate import load_test_rows
+from difusi.io import write_json, write_text
+from difusi.model.checkpoint import resolve_checkpoint_dir
+from difusi.model.tokenizer import load_tokenizer
 
 
 @dataclass(frozen=True)
@@ -213,3 +217,39 @@ def load_test(
         "resident_bytes": memory,
         "errors": errors[:10],
     }
+
+
+def write_serve_benchmark(
+    serve_args: Sequence[str],
+    data: str,
+    limit: int,
+    clients: int,
+    duration: float,
+    single_duration: float,
+    max_tokens: int | None,
+    out: str | Path,
+) -> None:
+    """`difusi bench serve`: `load_test` of a server started with `serve_args` on the first `limit`
+    prompts of `data`, printed and written to OUT/serve_load.json and .md."""
+    serve_args = list(serve_args[1:] if serve_args[:1] == ["--"] else serve_args)
+    if "--model" not in serve_args:
+        raise DifusiError("give the server's arguments after `--`, e.g. -- --model runs/demo/base/model")
+    rows = load_test_rows(data, limit)
+    tokenizer = load_tokenizer(resolve_checkpoint_dir(serve_args[serve_args.index("--model") + 1]))
+    count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    report = load_test(
+        serve_args, [row["input"] for row in rows], count, clients, duration, single_duration, max_tokens
+    )
+    memory = {k: v / 2**20 for k, v in report["resident_bytes"].items()}
+    table = load_table([LoadResult(**result) for result in report["results"]])
+    summary = (
+        f"batched throughput {report['batching_gain']:.2f}x one at a time (tokens/s); server memory "
+        + ", ".join(f"{k} {v:.0f} MiB" for k, v in memory.items())
+    )
+    out = Path(out)
+    write_json(out / "serve_load.json", report)
+    write_text(out / "serve_load.md", f"{table}\n\n{summary}\n")
+    print(f"{table}\n\n{summary}")
+    if report["errors"]:
+        print("errors:", *report["errors"], sep="\n  ")
+    print(f"written {out}/serve_load.json and .md")

@@ -4,7 +4,7 @@ The losses ask the model for logits at the masked positions only (`logits_positi
 mask); this prints how much faster a forward + backward step of a randomly initialised preset model
 gets, at a pretraining shape (every token maskable) and an SFT shape (answers only), as the ratio of
 the two timings interleaved in one run (a ratio, not a time: shared machines are noisy). Usage:
-python benchmarks/masked_logits.py [--preset demo] [--repeats 6]
+python -m difusi.benchmarks.masked_logits [--preset demo] [--repeats 6]
 """
 
 from __future__ import annotations

@@ -8,14 +8,21 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from difusi.autoregressive import ar_generate
 from difusi.diffusion.reference import reference_generate
 from difusi.diffusion.sampler import SamplerSettings, generate, model_device
+from difusi.errors import DifusiError
+from difusi.evaluation.evaluate import load_test_rows
 from difusi.evaluation.metrics import CHRF_PP
 from difusi.generation import fit_prompt, generate_answers
+from difusi.io import write_json
+from difusi.model import LLaDAModelLM
+from difusi.model.loading import load_model
+from difusi.model.presets import preset_config, preset_tokenizer
 
 # The diffusion samplers compared, as `generate` options on top of the exact sampler's.
 FAST_SAMPLERS: dict[str, dict] = {
@@ -255,3 +262,94 @@ def plot_sampling(speeds: Sequence[SamplingSpeed], path) -> None:
         axis.grid(alpha=0.3)
     panels[0][0].legend(fontsize=8)
     save_figure(figure, path)
+
+
+def benchmark_device(device: str | None) -> torch.device:
+    """`device`, or CUDA when present, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def load_ar_twin(path: str | None, device: torch.device, adapter: str | None = None):
+    """The AR baseline at `path` (None: none), refused unless it is causal."""
+    if path is None:
+        return None
+    model = load_model(path, adapter, device=device)[0]
+    if not model.config.causal:
+        raise DifusiError(f"{path} is not a causal model; pass a `--objective ar` checkpoint")
+    return model
+
+
+def print_sampler_benchmark(
+    model: str | None,
+    preset: str | None,
+    settings: Sequence[tuple[int, int]],
+    batch_size: int,
+    prompt_length: int,
+    repeats: int,
+    temperature: float,
+    device: str | None,
+) -> None:
+    """`difusi bench sampler`: `benchmark_sampler` on a checkpoint or a random `preset` model, printed."""
+    where = benchmark_device(device)
+    if model is not None:
+        network = load_model(model, device=where)[0]
+    else:
+        dtype = torch.bfloat16 if where.type == "cuda" else torch.float32
+        torch.manual_seed(0)
+        network = LLaDAModelLM(preset_config(preset, preset_tokenizer(preset))).to(where, dtype).eval()
+    parameters = sum(p.numel() for p in network.parameters())
+    print(
+        f"sampler benchmark: {model or preset} ({parameters / 1e6:.1f}M parameters), {where}, "
+        f"batch {batch_size}, prompt {prompt_length}, temperature {temperature}, "
+        f"threads {torch.get_num_threads()}"
+    )
+    rows = benchmark_sampler(network, settings, batch_size, prompt_length, repeats, temperature)
+    print(
+        f"{'gen':>5} {'block':>5} {'steps':>5} {'difusi tok/s':>12} {'official tok/s':>14} {'speedup':>7} identical"
+    )
+    for row in rows:
+        print(
+            f"{row.gen_length:>5} {row.block_length:>5} {row.steps:>5} {row.tokens_per_s:>12.1f} "
+            f"{row.reference_tokens_per_s:>14.1f} {row.speedup:>6.2f}x {'yes' if row.identical else 'no'}"
+        )
+
+
+def write_sampling_benchmark(
+    model: str,
+    ar_model: str | None,
+    test: str | None,
+    out: str | Path,
+    gen_lengths: Sequence[int],
+    batch_sizes: Sequence[int],
+    block_length: int,
+    samplers: Sequence[str],
+    prompt_length: int,
+    repeats: int,
+    limit: int,
+    quality_gen_length: int,
+    device: str | None,
+) -> None:
+    """`difusi bench sampling`: `benchmark_sampling` (and, with `test`, `sampling_quality` on its first
+    `limit` rows), printed and written to OUT/sampling.json and OUT/sampling.png."""
+    where = benchmark_device(device)
+    rows = load_test_rows(test, limit) if test else None  # fail before the model loads
+    network, tokenizer = load_model(model, device=where)
+    ar_twin = load_ar_twin(ar_model, where)
+    print(f"sampling benchmark: {model}, {where}, block {block_length}, threads {torch.get_num_threads()}")
+    speeds = benchmark_sampling(
+        network, ar_twin, gen_lengths, batch_sizes, block_length, prompt_length, repeats, samplers
+    )
+    print(sampling_table(speeds))
+    report = {"model": model, "ar_model": ar_model, "device": str(where)}
+    report["speed"] = [dataclasses.asdict(row) for row in speeds]
+    if rows is not None:
+        quality = sampling_quality(
+            network, tokenizer, rows, ar_twin, quality_gen_length, block_length, samplers=samplers
+        )
+        print(f"\nquality on {len(rows)} test rows at {quality_gen_length} tokens:")
+        print(quality_table(quality))
+        report["quality"] = [dataclasses.asdict(row) for row in quality]
+    out = Path(out)
+    write_json(out / "sampling.json", report)
+    plot_sampling(speeds, out / "sampling.png")
+    print(f"written {out / 'sampling.json'} and {out / 'sampling.png'}")
