@@ -18,6 +18,8 @@ from difusi.diffusion.sampler import SamplerSettings, generate, model_device
 from difusi.errors import DifusiError
 from difusi.evaluation.evaluate import load_test_rows
 from difusi.evaluation.metrics import CHRF_PP
+from difusi.evaluation.plots import plot_per_batch_size
+from difusi.evaluation.tables import markdown_table
 from difusi.generation import fit_prompt, generate_answers
 from difusi.io import write_json
 from difusi.model import LLaDAModelLM
@@ -225,43 +227,51 @@ def token_agreement(reference: list[list[int]], other: list[list[int]]) -> float
 
 def sampling_table(speeds: Sequence[SamplingSpeed]) -> str:
     """Markdown table: tokens/s, latency and speed-up over the exact sampler for every setting."""
-    lines = [
-        "| sampler | gen | batch | tokens/s | latency (s) | vs exact |",
-        "|---|---:|---:|---:|---:|---:|",
+    rows = [
+        [
+            row.sampler,
+            str(row.gen_length),
+            str(row.batch_size),
+            f"{row.tokens_per_s:.1f}",
+            f"{row.seconds:.2f}",
+            f"{row.speedup:.2f}x",
+        ]
+        for row in speeds
     ]
-    for row in speeds:
-        lines.append(
-            f"| {row.sampler} | {row.gen_length} | {row.batch_size} | {row.tokens_per_s:.1f} | "
-            f"{row.seconds:.2f} | {row.speedup:.2f}x |"
-        )
-    return "\n".join(lines)
+    return markdown_table(
+        ["sampler", "gen", "batch", "tokens/s", "latency (s)", "vs exact"], rows, right_from=1
+    )
 
 
 def quality_table(quality: Sequence[SamplingQuality]) -> str:
     """Markdown table: chrF++ (and its change from the exact sampler's) and token agreement."""
     exact = next(row.chrf_pp for row in quality if row.sampler == "exact")
-    lines = ["| sampler | chrF++ | Δ chrF++ | agreement with exact | seconds |", "|---|---:|---:|---:|---:|"]
-    for row in quality:
-        lines.append(
-            f"| {row.sampler} | {row.chrf_pp:.2f} | {row.chrf_pp - exact:+.2f} | {100 * row.agreement:.1f}% | "
-            f"{row.seconds:.1f} |"
-        )
-    return "\n".join(lines)
+    rows = [
+        [
+            row.sampler,
+            f"{row.chrf_pp:.2f}",
+            f"{row.chrf_pp - exact:+.2f}",
+            f"{100 * row.agreement:.1f}%",
+            f"{row.seconds:.1f}",
+        ]
+        for row in quality
+    ]
+    return markdown_table(
+        ["sampler", "chrF++", "Δ chrF++", "agreement with exact", "seconds"], rows, right_from=1
+    )
 
 
 def plot_sampling(speeds: Sequence[SamplingSpeed], path) -> None:
     """Tokens/s against gen length, one panel per batch size, one line per sampler (log scale)."""
-    from difusi.evaluation.plots import batch_panels, save_figure
 
-    figure, panels = batch_panels(speeds, 5, 4)
-    for axis, batch_size, rows in panels:
+    def draw(axis, rows: list[SamplingSpeed], first: bool) -> None:
         for sampler in dict.fromkeys(row.sampler for row in rows):
             line = [row for row in rows if row.sampler == sampler]
             axis.plot([r.gen_length for r in line], [r.tokens_per_s for r in line], marker="o", label=sampler)
-        axis.set(title=f"batch {batch_size}", xlabel="generated tokens", ylabel="tokens/s", yscale="log")
-        axis.grid(alpha=0.3)
-    panels[0][0].legend(fontsize=8)
-    save_figure(figure, path)
+        if first:
+            axis.legend(fontsize=8)
+
+    plot_per_batch_size(speeds, 5, 4, path, draw, xlabel="generated tokens", ylabel="tokens/s", yscale="log")
 
 
 def benchmark_device(device: str | None) -> torch.device:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from difusi.errors import DifusiError
 from difusi.evaluation.evaluate import load_test_rows
+from difusi.evaluation.tables import markdown_table
 from difusi.io import write_json, write_text
 from difusi.model.checkpoint import resolve_checkpoint_dir
 from difusi.model.tokenizer import load_tokenizer
@@ -162,17 +163,21 @@ def summarize(phase: str, clients: int, seconds: float, outcomes: Sequence[Outco
 
 def load_table(results: Sequence[LoadResult]) -> str:
     """Markdown, one row per phase."""
-    lines = [
-        "| phase | clients | requests | failed | requests/s | tokens/s | latency p50 / p95 / p99 s | first token p50 / p95 s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    header = ["phase", "clients", "requests", "failed", "requests/s", "tokens/s", "latency p50 / p95 / p99 s", "first token p50 / p95 s"]  # fmt: skip
+    rows = [
+        [
+            r.phase,
+            str(r.clients),
+            str(r.requests),
+            str(r.failed),
+            f"{r.requests_per_s:.2f}",
+            f"{r.tokens_per_s:.1f}",
+            f"{r.latency_p50_s:.2f} / {r.latency_p95_s:.2f} / {r.latency_p99_s:.2f}",
+            f"{r.first_token_p50_s:.2f} / {r.first_token_p95_s:.2f}",
+        ]  # fmt: skip
+        for r in results
     ]
-    for r in results:
-        lines.append(
-            f"| {r.phase} | {r.clients} | {r.requests} | {r.failed} | {r.requests_per_s:.2f} | "
-            f"{r.tokens_per_s:.1f} | {r.latency_p50_s:.2f} / {r.latency_p95_s:.2f} / {r.latency_p99_s:.2f} | "
-            f"{r.first_token_p50_s:.2f} / {r.first_token_p95_s:.2f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, rows, right_from=1)
 
 
 def load_test(

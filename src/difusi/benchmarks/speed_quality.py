@@ -25,6 +25,8 @@ from difusi.diffusion.sampler import SamplerSettings
 from difusi.errors import DifusiError
 from difusi.evaluation.evaluate import load_test_rows
 from difusi.evaluation.metrics import CHRF_PP, EXACT_MATCH, PairedDifference, paired_bootstrap_difference
+from difusi.evaluation.plots import plot_per_batch_size
+from difusi.evaluation.tables import markdown_table
 from difusi.generation import fit_prompt, generate_answers
 from difusi.io import write_json, write_text
 from difusi.model.loading import load_model
@@ -164,7 +166,7 @@ def speed_quality_table(results: Sequence[SpeedQuality]) -> str:
         "answer tokens/pass",
         *(f"tokens/s, batch {b}" for b in batch_sizes),
     ]
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    rows = []
     for name in dict.fromkeys(row.sampler for row in results):
         by_batch = {row.batch_size: row for row in results if row.sampler == name}
         first = by_batch[batch_sizes[0]]
@@ -173,8 +175,8 @@ def speed_quality_table(results: Sequence[SpeedQuality]) -> str:
         cells = [f"{first.chrf_pp:.2f}", paired, f"{first.exact_match:.1f}", f"{first.tokens_per_step:.2f}"]
         cells += [f"{first.answer_tokens_per_pass:.2f}"]
         cells += [f"{by_batch[b].tokens_per_s:.1f}" for b in batch_sizes]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([name, *cells])
+    return markdown_table(header, rows, right_from=1)
 
 
 def matching_quality(results: Sequence[SpeedQuality], tolerance: float = 1.0) -> str:
@@ -217,10 +219,8 @@ def matching_quality(results: Sequence[SpeedQuality], tolerance: float = 1.0) ->
 
 def plot_speed_quality(results: Sequence[SpeedQuality], path) -> None:
     """chrF++ against tokens/s, one panel per batch size; the AR twin as a star."""
-    from difusi.evaluation.plots import batch_panels, save_figure
 
-    figure, panels = batch_panels(results, 6, 4.5)
-    for axis, batch_size, rows in panels:
+    def draw(axis, rows: list[SpeedQuality], first: bool) -> None:
         for row in rows:
             ar = row.sampler == AR
             axis.scatter(row.tokens_per_s, row.chrf_pp, marker="*" if ar else "o", s=160 if ar else 40)
@@ -231,9 +231,8 @@ def plot_speed_quality(results: Sequence[SpeedQuality], path) -> None:
                 xytext=(3, 3),
                 textcoords="offset points",
             )
-        axis.set(title=f"batch {batch_size}", xlabel="tokens/s (log)", ylabel="chrF++", xscale="log")
-        axis.grid(alpha=0.3)
-    save_figure(figure, path)
+
+    plot_per_batch_size(results, 6, 4.5, path, draw, xlabel="tokens/s (log)", ylabel="chrF++", xscale="log")
 
 
 def write_speed_quality(results: Sequence[SpeedQuality], rows: int, out: str | Path, header: str) -> str:

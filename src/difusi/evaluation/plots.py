@@ -6,7 +6,7 @@ atomically. A method keeps one colour in every figure; its seeds share that colo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +26,20 @@ def save_figure(figure: Figure, path: str | Path) -> None:
         figure.savefig(tmp, dpi=120, format="png")
 
 
-def batch_panels(rows: Sequence, width: float, height: float) -> tuple[Figure, list[tuple]]:
-    """A figure with one panel per batch size found in `rows` (objects with `batch_size`), side by
-    side; returns it and (axes, batch size, that batch size's rows) per panel."""
+def plot_per_batch_size(
+    rows: Sequence, width: float, height: float, path: str | Path, draw: Callable, **labels
+) -> None:
+    """One panel per batch size found in `rows` (objects with `batch_size`), side by side, each drawn by
+    `draw(axis, that batch size's rows, first panel or not)` and labelled with `labels` (`Axes.set`
+    keywords); saved as PNG at `path`."""
     batch_sizes = sorted({row.batch_size for row in rows})
     figure = Figure(figsize=(width * len(batch_sizes), height))
     axes = figure.subplots(1, len(batch_sizes), squeeze=False)[0]
-    panels = [
-        (axis, b, [row for row in rows if row.batch_size == b])
-        for axis, b in zip(axes, batch_sizes, strict=True)
-    ]
-    return figure, panels
+    for number, (axis, batch_size) in enumerate(zip(axes, batch_sizes, strict=True)):
+        draw(axis, [row for row in rows if row.batch_size == batch_size], number == 0)
+        axis.set(title=f"batch {batch_size}", **labels)
+        axis.grid(alpha=0.3)
+    save_figure(figure, path)
 
 
 def _running_mean(values: np.ndarray) -> tuple[np.ndarray, int]:

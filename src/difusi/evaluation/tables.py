@@ -17,9 +17,13 @@ def mean_std(values: Sequence[float], digits: int) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table of `rows` (cells already formatted) under `header`."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], right_from: int | None = None
+) -> str:
+    """A Markdown table of `rows` (cells already formatted) under `header`; columns `right_from` on
+    (numbers) right-aligned."""
+    rule = ["---:" if right_from is not None and i >= right_from else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
