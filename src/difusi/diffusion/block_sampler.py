@@ -53,6 +53,9 @@ def block_generate(
     sampler must equal token for token). Positions after a finished row's end are filled with its
     first stop token. Sampling draws (temperature > 0, over the `top_p` / `top_k` likeliest tokens)
     come from `generator`.
+
+    Long on purpose: the cache's life (prompt keys on the first pass, a finished block's keys appended
+    exactly once) is the sampler's correctness, and it reads best in one loop from top to bottom.
     """
     config = model.config
     block_size, mask_id, shift = config.block_size, config.mask_token_id, int(config.token_shift)

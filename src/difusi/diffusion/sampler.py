@@ -291,6 +291,9 @@ def generate(
 
     `on_step(step, x)` is called after every step (numbered from 0 over all blocks) with a copy of the
     current [B, L + gen_length] state. Random draws use `generator` (the global RNG when None).
+
+    Long on purpose: one denoising loop, shaped as the official algorithm's (difusi.diffusion.reference),
+    so the two read side by side; its pieces (schedule, draw, guidance, commit) are the functions above.
     """
     config = model.config
     mask_id = config.mask_token_id if mask_id is None else mask_id

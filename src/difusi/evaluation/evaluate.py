@@ -138,7 +138,11 @@ def evaluate(
     config: EvaluationConfig | None = None,
     progress: bool = True,
 ) -> dict:
-    """Evaluate `base` (+ `adapter`) on `data`; write OUT/generations.jsonl and OUT/metrics.json; return the metrics."""
+    """Evaluate `base` (+ `adapter`) on `data`; write OUT/generations.jsonl and OUT/metrics.json; return the metrics.
+
+    One function for the evaluation's steps in order (fit prompts, continue or start the journal,
+    answer, score references and general text, write), so a reader sees what a relaunch repeats.
+    """
     config = config or EvaluationConfig()
     started = time.perf_counter()
     max_prompt = config.max_length - config.sampler.gen_length

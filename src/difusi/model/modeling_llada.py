@@ -298,6 +298,7 @@ class LLaDAModelLM(PreTrainedModel):
         label is not -100 (the masked-diffusion losses in difusi.diffusion.losses add the 1 / p_mask
         weights). `output_hidden_states`, `output_attentions` and `return_dict` default to the
         config's; attention weights come from the eager path, which a call asking for them takes.
+        One function, as transformers' own models' forward: masks, cache, layers and head in order.
 
         Why not transformers' names for the cache: `past_key_values` is an append-only `Cache` that
         `generate()` manages, whereas `kv_cache` is overwritten in place at `cache_start` (Fast-dLLM

@@ -36,7 +36,8 @@ DISCONNECT_POLL_S = 0.1  # how often a waiting request checks that its client is
 
 def create_app(model, tokenizer, sampler: SamplerSettings, config: ServeConfig) -> FastAPI:
     """The server for `model` under the id `config.name`; `sampler` holds the settings requests
-    start from. The batcher runs while the application does (its lifespan)."""
+    start from. The batcher runs while the application does (its lifespan). The routes are closures
+    over the model, the tokenizer and the batcher, FastAPI's idiom: one function holds the whole API."""
     name = config.name or str(model.config.name_or_path)
     batcher = Batcher(Engine(model, tokenizer), config.max_batch_size, config.max_queue)
     context_length = model.config.max_sequence_length
