@@ -383,7 +383,6 @@ class LLaDAModelLM(PreTrainedModel):
         name it was asked for (a hub id stays a hub id, not the cache folder it resolved to), so
         adapters trained on it record a base a colleague can load too.
         """
-
         if pretrained_model_name_or_path is None:  # a config and a state_dict, nothing on disk
             return super().from_pretrained(None, *args, **kwargs)
         hub = {key: kwargs[key] for key in HUB_DOWNLOAD_KWARGS if key in kwargs}
