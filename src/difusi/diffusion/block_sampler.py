@@ -22,10 +22,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from difusi.diffusion.sampler import ended_rows, eval_mode, gumbel_argmax, model_device
+from difusi.diffusion.sampler import eval_mode, gumbel_argmax, model_device
 from difusi.errors import DifusiError
 from difusi.model.configuration_llada import padding_id
-from difusi.model.modeling_llada import KVCache
+from difusi.model.modeling_llada import KVCache, attention_bias
 
 # on_pass(pass number, the answer area [B, G] after it, mask ids where nothing is committed yet)
 PassHook = Callable[[int, torch.Tensor], None]
@@ -93,33 +93,46 @@ def block_generate(
     stops = torch.tensor(stop_ids, dtype=torch.long, device=device)
 
     cache = KVCache(config.n_layers) if use_cache else None
+    # The whole sequence's attention bias (block-causal, padding hidden), built once: each pass takes
+    # its slice instead of building a mask, and at batch 1 a pass's cost is mostly such small steps.
+    # A pass over the current block alone with no padding hides nothing and takes none, as the model would.
+    bias = attention_bias(keep, model.dtype, False, block_size, 0, total, total, materialize=True)
+    padded = not bool(keep.all())
+    positions = torch.arange(total, device=device)
     # `written`: the cache holds clean keys for [0, written). The prompt has no pass of its own: the
     # first block's first pass covers it (block-causal, the prompt never sees the block after it).
     passes, written = 0, 0
+    ended = torch.zeros(B, dtype=torch.bool, device=device)  # rows whose answer ended in an earlier block
     with eval_mode(model):
         for block in range(n_blocks):
             start, end = L + block * block_size, L + (block + 1) * block_size
+            ended_before = ended
             while True:
                 # A row needs more passes while its block holds masks and its answer has not ended.
-                pending = (x[:, start:end] == mask_id).any(dim=1)
-                ended = (
-                    ended_rows(x[:, L:end], mask_id, stops) if len(stop_ids) else torch.zeros_like(pending)
-                )
-                if not bool((pending & ~ended).any()):
+                masked = x[:, start:end] == mask_id
+                if len(stop_ids):  # an end token in the block with no mask before it
+                    at_end = torch.isin(x[:, start:end], stops) & (masked.cumsum(dim=1) == 0)
+                    ended = ended_before | at_end.any(dim=1)
+                if not bool((masked.any(dim=1) & ~ended).any()):
                     break
                 # One pass over what the cache lacks: the block just finished (clean) and this one
                 # (with token shift, from the position before the block: it predicts the first token).
                 first = min(written, start - shift) if use_cache else 0
+                only_block = first == start  # the cache holds everything before the block
                 logits = model(
                     x[:, first:end],
-                    attention_mask=keep[:, :end],
+                    attention_mask=None if only_block and not padded else bias[:, :, first:end, :end],
                     kv_cache=cache,
                     cache_start=first,
-                    logits_positions=torch.arange(start - shift - first, end - shift - first, device=device),
+                    logits_positions=None
+                    if only_block
+                    else positions[start - shift - first : end - shift - first],
                 ).logits  # (B, block_size, V)
                 written = start
                 draw = (temperature, generator, top_p, top_k)
-                x[:, start:end] = _commit(x[:, start:end], logits, mask_id, threshold, tokens_per_pass, draw)
+                x[:, start:end] = _commit(
+                    x[:, start:end], masked, logits, mask_id, threshold, tokens_per_pass, draw
+                )
                 passes += 1
                 if on_pass is not None:
                     on_pass(passes, x[:, L:].clone())
@@ -129,12 +142,12 @@ def block_generate(
     return torch.cat([prompt.to(device), answer], dim=1)
 
 
-def _commit(block, logits, mask_id, threshold, tokens_per_pass, draw) -> torch.Tensor:
+def _commit(block, masked, logits, mask_id, threshold, tokens_per_pass, draw) -> torch.Tensor:
     """The block [B, S] with its confident masked positions committed: those whose chosen token's
     probability reaches `threshold` and at least the most confident one per row (no threshold: the
-    `tokens_per_pass` most confident). `draw` is (temperature, generator, top_p, top_k)."""
+    `tokens_per_pass` most confident). `masked` marks the block's masks; `draw` is (temperature,
+    generator, top_p, top_k)."""
     temperature = draw[0]
-    masked = block == mask_id
     logits[..., mask_id] = -torch.inf  # never "commit" a mask: each pass must make progress
     probs = F.softmax(logits.float(), dim=-1)
     if temperature == 0:
@@ -142,11 +155,12 @@ def _commit(block, logits, mask_id, threshold, tokens_per_pass, draw) -> torch.T
     else:
         x0 = gumbel_argmax(logits, *draw)
         confidence = probs.gather(-1, x0[..., None]).squeeze(-1)
-    confidence = confidence.masked_fill(~masked, -torch.inf)
-    k = min(tokens_per_pass if threshold is None else 1, block.shape[1])
-    commit = torch.zeros_like(masked).scatter_(1, confidence.topk(k, dim=1).indices, True)
-    if threshold is not None:
-        commit |= confidence >= threshold  # -inf where committed already: never reaches it
+    confidence = torch.where(masked, confidence, -torch.inf)
+    if threshold is None:
+        k = min(tokens_per_pass, block.shape[1])
+        commit = torch.zeros_like(masked).scatter_(1, confidence.topk(k, dim=1).indices, True)
+    else:  # reaching the threshold, or the row's most confident when none does
+        commit = confidence >= confidence.amax(dim=1, keepdim=True).clamp_max(threshold)
     return torch.where(commit & masked, x0, block)
 
 
